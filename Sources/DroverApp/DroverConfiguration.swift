@@ -1,0 +1,144 @@
+import Foundation
+import MQTTBroker
+import Yams
+
+/// Drover's configuration: defaults, then the config file (YAML), then `DROVER_*` environment
+/// variables, then command-line flags. Every key of the file has an environment variable:
+/// `limits.max_packet_size` is `DROVER_LIMITS_MAX_PACKET_SIZE`.
+public struct DroverConfiguration: Sendable, Hashable {
+    public struct Listener: Sendable, Hashable {
+        public var bind: String
+        /// 0 turns the listener off.
+        public var port: Int
+        /// nil: allowed only when bound to loopback.
+        public var allowAnonymous: Bool?
+    }
+
+    public var dataDir = "./drover-data"
+    public var logLevel = "info"
+    public var mqtt = Listener(bind: "127.0.0.1", port: 1883, allowAnonymous: nil)
+    public var mqtts = Listener(bind: "0.0.0.0", port: 8883, allowAnonymous: false)
+    public var http = Listener(bind: "0.0.0.0", port: 8080, allowAnonymous: nil)
+    public var limits = BrokerConfiguration()
+
+    public init() {}
+
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Every key, as `section.key`, with the function that applies a value to it.
+    nonisolated(unsafe) private static let keys: [String: (inout DroverConfiguration, String) throws -> Void] = [
+        "data_dir": { $0.dataDir = $1 },
+        "log_level": { config, value in
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
+                throw Error(description: "log_level must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            config.logLevel = value
+        },
+        "mqtt.bind": { $0.mqtt.bind = $1 },
+        "mqtt.port": { $0.mqtt.port = try port($1, "mqtt.port") },
+        "mqtt.allow_anonymous": { $0.mqtt.allowAnonymous = try bool($1, "mqtt.allow_anonymous") },
+        "mqtts.bind": { $0.mqtts.bind = $1 },
+        "mqtts.port": { $0.mqtts.port = try port($1, "mqtts.port") },
+        "http.bind": { $0.http.bind = $1 },
+        "http.port": { $0.http.port = try port($1, "http.port") },
+        "http.allow_anonymous_websocket": { $0.http.allowAnonymous = try bool($1, "http.allow_anonymous_websocket") },
+        "limits.max_packet_size": { $0.limits.maxPacketSize = try int($1, "limits.max_packet_size", 64...268_435_460) },
+        "limits.max_queued_messages": { $0.limits.maxQueuedMessages = try int($1, "limits.max_queued_messages", 1...10_000_000) },
+        "limits.receive_maximum": { $0.limits.receiveMaximum = UInt16(try int($1, "limits.receive_maximum", 1...65_535)) },
+        "limits.topic_alias_maximum": { $0.limits.topicAliasMaximum = UInt16(try int($1, "limits.topic_alias_maximum", 0...65_535)) },
+        "limits.max_keep_alive": { $0.limits.maxKeepAlive = UInt16(try int($1, "limits.max_keep_alive", 1...65_535)) },
+        "limits.connect_timeout": { $0.limits.connectTimeout = try double($1, "limits.connect_timeout") },
+        "limits.max_connections": { $0.limits.maxConnections = try int($1, "limits.max_connections", 1...10_000_000) },
+        "limits.max_session_expiry": { $0.limits.maxSessionExpiry = UInt32(try int($1, "limits.max_session_expiry", 0...Int(UInt32.max))) },
+        "limits.shutdown_grace_period": { $0.limits.shutdownGracePeriod = try double($1, "limits.shutdown_grace_period") },
+    ]
+
+    public static var allKeys: [String] { keys.keys.sorted() }
+
+    public static func environmentName(of key: String) -> String {
+        "DROVER_" + key.replacingOccurrences(of: ".", with: "_").uppercased()
+    }
+
+    /// Loads the configuration: defaults, the file if given (or `./drover.yaml` if present), then
+    /// the environment.
+    public static func load(file: String?, environment: [String: String]) throws -> DroverConfiguration {
+        var config = DroverConfiguration()
+        var path = file
+        if path == nil, FileManager.default.fileExists(atPath: "drover.yaml") { path = "drover.yaml" }
+        if let path {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw Error(description: "cannot read config file \(path)")
+            }
+            let yaml: Any?
+            do {
+                yaml = try Yams.load(yaml: text)
+            } catch {
+                throw Error(description: "config file \(path) is not valid YAML: \(error)")
+            }
+            if let yaml {
+                guard let root = yaml as? [String: Any] else {
+                    throw Error(description: "config file \(path) must be a mapping of keys to values")
+                }
+                for (key, value) in flatten(root, prefix: "") {
+                    try config.set(key, value, source: path)
+                }
+            }
+        }
+        for key in keys.keys.sorted() {
+            if let value = environment[environmentName(of: key)] {
+                try config.set(key, value, source: environmentName(of: key))
+            }
+        }
+        return config
+    }
+
+    public mutating func set(_ key: String, _ value: String, source: String) throws {
+        guard let apply = Self.keys[key] else {
+            throw Error(description: "\(source): unknown configuration key '\(key)' (known: \(Self.allKeys.joined(separator: ", ")))")
+        }
+        do {
+            try apply(&self, value)
+        } catch let error as Error {
+            throw Error(description: "\(source): \(error.description)")
+        }
+    }
+
+    private static func flatten(_ map: [String: Any], prefix: String) -> [(String, String)] {
+        var result: [(String, String)] = []
+        for (key, value) in map {
+            let full = prefix.isEmpty ? key : "\(prefix).\(key)"
+            if let nested = value as? [String: Any] {
+                result += flatten(nested, prefix: full)
+            } else {
+                result.append((full, "\(value)"))
+            }
+        }
+        return result
+    }
+
+    private static func int(_ value: String, _ key: String, _ range: ClosedRange<Int>) throws -> Int {
+        guard let number = Int(value.trimmingCharacters(in: .whitespaces)), range.contains(number) else {
+            throw Error(description: "\(key) must be an integer in \(range.lowerBound)...\(range.upperBound), not '\(value)'")
+        }
+        return number
+    }
+
+    private static func port(_ value: String, _ key: String) throws -> Int { try int(value, key, 0...65_535) }
+
+    private static func double(_ value: String, _ key: String) throws -> Double {
+        guard let number = Double(value.trimmingCharacters(in: .whitespaces)), number >= 0 else {
+            throw Error(description: "\(key) must be a number of seconds, not '\(value)'")
+        }
+        return number
+    }
+
+    private static func bool(_ value: String, _ key: String) throws -> Bool {
+        switch value.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw Error(description: "\(key) must be true or false, not '\(value)'")
+        }
+    }
+}

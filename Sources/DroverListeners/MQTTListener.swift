@@ -1,0 +1,111 @@
+import Logging
+import MQTTBroker
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Where a listener binds, and what it allows.
+public struct MQTTListenerConfiguration: Sendable, Hashable {
+    /// A bounded name for metrics and logs: "mqtt", "mqtts".
+    public var name: String
+    public var host: String
+    public var port: Int
+    /// nil: allow anonymous clients only when bound to loopback (as Mosquitto 2 does).
+    public var allowAnonymous: Bool?
+
+    public init(name: String, host: String, port: Int, allowAnonymous: Bool? = nil) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.allowAnonymous = allowAnonymous
+    }
+
+    public var isLoopback: Bool { Self.isLoopback(host) }
+
+    public var listenerInfo: ListenerInfo {
+        ListenerInfo(name: name, isLoopback: isLoopback, allowAnonymous: allowAnonymous ?? isLoopback)
+    }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+}
+
+/// A plain-TCP MQTT listener. It stops accepting on graceful shutdown; the broker service
+/// disconnects the clients.
+public final class MQTTListener: Service {
+    private let broker: Broker
+    private let configuration: MQTTListenerConfiguration
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let bound: EventLoopPromise<SocketAddress>
+
+    public init(broker: Broker, configuration: MQTTListenerConfiguration, group: any EventLoopGroup, logger: Logger) {
+        self.broker = broker
+        self.configuration = configuration
+        self.group = group
+        self.logger = logger
+        self.bound = group.next().makePromise()
+    }
+
+    /// The address the listener is bound to, once it is.
+    public var boundAddress: EventLoopFuture<SocketAddress> { bound.futureResult }
+
+    public func run() async throws {
+        let broker = self.broker
+        let listener = configuration.listenerInfo
+        let channel: any Channel
+        do {
+            channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 128 * 1024))
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(MQTTChannelHandler(broker: broker, listener: listener))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port)
+                .get()
+        } catch {
+            bound.fail(error)
+            throw error
+        }
+        if let address = channel.localAddress { bound.succeed(address) }
+        logger.notice("MQTT listener ready", metadata: [
+            "listener": "\(configuration.name)", "address": "\(configuration.host):\(channel.localAddress?.port ?? 0)",
+            "anonymous": "\(listener.allowAnonymous)",
+        ])
+        await withGracefulShutdownHandler {
+            try? await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+    }
+}
+
+/// Owns the broker's lifetime: on graceful shutdown it refuses new clients, sends every MQTT 5
+/// client DISCONNECT 0x8B and waits (bounded) until they are closed.
+public struct BrokerService: Service {
+    private let broker: Broker
+    private let logger: Logger
+
+    public init(broker: Broker, logger: Logger) {
+        self.broker = broker
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        logger.notice("shutting down: disconnecting clients", metadata: ["connections": "\(broker.connectionCount)"])
+        let grace = broker.configuration.shutdownGracePeriod
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await broker.shutdown().get() }
+            group.addTask { try? await Task.sleep(for: .seconds(grace)) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}

@@ -1,0 +1,722 @@
+import Logging
+import MQTTCodec
+import NIOCore
+
+/// One client connection: the MQTT protocol between the transport and the broker.
+///
+/// `@unchecked Sendable`: every method except `scheduleDrain`, `takeOver` and
+/// `serverDisconnect` runs on `eventLoop`, and those three only hop onto it.
+public final class MQTTConnection: @unchecked Sendable {
+    enum State { case awaitingConnect, authenticating, connected, closed }
+
+    public let eventLoop: any EventLoop
+    let broker: Broker
+    let listener: ListenerInfo
+    let remoteAddress: String?
+    public var peerCertificate: [UInt8]?
+    private let allocator: ByteBufferAllocator
+    private var transport: (any MQTTTransport)?
+
+    private var state = State.awaitingConnect
+    private var decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
+    private var version = MQTTProtocolVersion.v311
+    private var session: Session?
+    private var identity: ClientIdentity?
+    private var clientId = ""
+    private var pending: [MQTTPacket] = []
+    private var out: ByteBuffer
+    private var admitted = false
+    private var cleanedUp = false
+    private let closed: EventLoopPromise<Void>
+
+    // Will
+    private var will: BrokerMessage?
+    private var willDelay: UInt32 = 0
+    private var publishWillOnClose = true
+
+    // Keep-alive
+    private var keepAlive: UInt16 = 0
+    private var lastActivity: NIODeadline
+    private var keepAliveTask: Scheduled<Void>?
+    private var connectTimeoutTask: Scheduled<Void>?
+
+    // What the client asked for in CONNECT.
+    private var clientReceiveMaximum = 65_535
+    private var clientMaximumPacketSize = Int.max
+    private var clientTopicAliasMaximum: UInt16 = 0
+    private var requestProblemInformation = true
+
+    // Topic aliases: inbound (the client's) and outbound (ours, bounded by the client).
+    private var inboundAliases: [UInt16: String] = [:]
+    private var outboundAliases: [String: UInt16] = [:]
+
+    /// Inbound QoS 1 and 2 publishes not yet acknowledged (waiting on the store).
+    private var unacknowledged = 0
+    private var waitingForWritability = false
+
+    public init(
+        broker: Broker, eventLoop: any EventLoop, allocator: ByteBufferAllocator, listener: ListenerInfo,
+        remoteAddress: String?, transport: any MQTTTransport
+    ) {
+        self.broker = broker
+        self.eventLoop = eventLoop
+        self.allocator = allocator
+        self.listener = listener
+        self.remoteAddress = remoteAddress
+        self.transport = transport
+        self.decoder = NIOSingleStepByteToMessageProcessor(
+            MQTTPacketDecoder(maximumPacketSize: broker.configuration.maxPacketSize), maximumBufferSize: nil)
+        self.out = allocator.buffer(capacity: 256)
+        self.lastActivity = eventLoop.now
+        self.closed = eventLoop.makePromise()
+    }
+
+    private var logger: Logger { broker.logger }
+
+    /// Starts the timer for the first CONNECT.
+    public func start() {
+        guard connectTimeoutTask == nil, state == .awaitingConnect else { return }
+        let timeout = TimeAmount.nanoseconds(Int64(broker.configuration.connectTimeout * 1e9))
+        connectTimeoutTask = eventLoop.scheduleTask(in: timeout) { [self] in
+            if state == .awaitingConnect {
+                logger.debug("no CONNECT in time", metadata: ["remote": "\(remoteAddress ?? "-")"])
+                close()
+            }
+        }
+    }
+
+    // MARK: Input
+
+    /// Bytes from the transport.
+    public func receive(_ buffer: ByteBuffer) {
+        guard state != .closed else { return }
+        broker.metrics.bytesReceived.increment(by: buffer.readableBytes)
+        lastActivity = eventLoop.now
+        do {
+            try decoder.process(buffer: buffer) { packet in
+                guard state != .closed else { return }
+                if state == .authenticating {
+                    // [MQTT-3.1.4-7] Nothing after CONNECT is processed until it is accepted.
+                    pending.append(packet)
+                    if pending.count > Int(broker.configuration.receiveMaximum) + 16 {
+                        throw MQTTCodecError(.receiveMaximumExceeded, "too many packets before CONNACK")
+                    }
+                    return
+                }
+                handle(packet)
+            }
+        } catch let error as MQTTCodecError {
+            failed(error)
+        } catch {
+            failed(MQTTCodecError.malformed("\(error)"))
+        }
+        flushPending()
+    }
+
+    private func handle(_ packet: MQTTPacket) {
+        switch state {
+        case .awaitingConnect:
+            guard case .connect(let connect) = packet else {
+                return failed(.protocolError("the first packet must be CONNECT"))
+            }
+            handleConnect(connect)
+        case .connected:
+            switch packet {
+            case .connect:
+                // [MQTT-3.1.0-2] A second CONNECT is a protocol error.
+                protocolViolation(.protocolError, "second CONNECT on one connection")
+            case .publish(let publish): handlePublish(publish)
+            case .puback(let ack): handlePubAck(ack)
+            case .pubrec(let ack): handlePubRec(ack)
+            case .pubrel(let ack): handlePubRel(ack)
+            case .pubcomp(let ack): handlePubComp(ack)
+            case .subscribe(let subscribe): handleSubscribe(subscribe)
+            case .unsubscribe(let unsubscribe): handleUnsubscribe(unsubscribe)
+            case .pingreq: send(.pingresp)
+            case .disconnect(let disconnect): handleDisconnect(disconnect)
+            case .auth:
+                protocolViolation(.protocolError, "AUTH without an authentication method in CONNECT")
+            case .connack, .suback, .unsuback, .pingresp:
+                protocolViolation(.protocolError, "a client may not send \(packet.type)")
+            }
+        case .authenticating, .closed:
+            break
+        }
+    }
+
+    // MARK: CONNECT
+
+    private func handleConnect(_ connect: ConnectPacket) {
+        connectTimeoutTask?.cancel()
+        connectTimeoutTask = nil
+        version = connect.protocolVersion
+        let properties = connect.properties
+        requestProblemInformation = properties.requestProblemInformation != 0
+        clientReceiveMaximum = Int(properties.receiveMaximum ?? 65_535)
+        clientMaximumPacketSize = properties.maximumPacketSize.map(Int.init) ?? Int.max
+        clientTopicAliasMaximum = properties.topicAliasMaximum ?? 0
+        if connect.password != nil && connect.username == nil && version == .v311 {
+            return refuse(.badUserNameOrPassword, "password without user name")
+        }
+        var assigned: String?
+        clientId = connect.clientId
+        if clientId.isEmpty {
+            // [MQTT-3.1.3-8] 3.1.1 takes an empty id only with a clean session.
+            if version == .v311 && !connect.cleanStart {
+                return refuse(.clientIdentifierNotValid, "empty client id needs clean session")
+            }
+            clientId = "drover-" + (0..<4).map { _ in String(UInt32.random(in: 0...UInt32.max), radix: 16) }.joined()
+            assigned = version == .v5 ? clientId : nil
+        }
+        let config = broker.configuration
+        let requestedExpiry: UInt32 = version == .v5 ? (properties.sessionExpiryInterval ?? 0) : (connect.cleanStart ? 0 : UInt32.max)
+        let expiry = min(requestedExpiry, config.maxSessionExpiry)
+        keepAlive = connect.keepAlive
+        var serverKeepAlive: UInt16?
+        if keepAlive > config.maxKeepAlive || (keepAlive == 0 && version == .v5 && config.maxKeepAlive > 0 && false) {
+            keepAlive = config.maxKeepAlive
+            serverKeepAlive = keepAlive
+        }
+        if let will = connect.will {
+            self.will = BrokerMessage(
+                publish: PublishPacket(qos: will.qos, retain: will.retain, topic: will.topic, properties: will.properties,
+                                       payload: will.payload),
+                topic: will.topic, publisherId: clientId, now: eventLoop.now)
+            willDelay = will.properties.willDelayInterval ?? 0
+        }
+        guard broker.admit(self) else {
+            if broker.isShuttingDown { return refuse(.serverUnavailable, "the server is shutting down") }
+            return refuse(.quotaExceeded, "the server has reached its connection limit")
+        }
+        admitted = true
+        state = .authenticating
+        let request = AuthenticationRequest(
+            clientId: clientId, username: connect.username, password: connect.password, protocolVersion: version,
+            listener: listener, remoteAddress: remoteAddress, peerCertificate: peerCertificate)
+        let cleanStart = connect.cleanStart
+        let assignedId = assigned
+        let keepAliveOverride = serverKeepAlive
+        broker.authenticator.authenticate(request, on: eventLoop).hop(to: eventLoop).whenComplete { [self] result in
+            switch result {
+            case .success(.allow(let principal, let attributes)):
+                finishConnect(
+                    identity: ClientIdentity(clientId: clientId, username: connect.username, listener: listener,
+                                             principal: principal, attributes: attributes),
+                    cleanStart: cleanStart, expiry: expiry, requestedExpiry: requestedExpiry, assigned: assignedId,
+                    serverKeepAlive: keepAliveOverride)
+            case .success(.deny(let code, let reason)):
+                refuse(code, reason)
+            case .failure(let error):
+                logger.warning("authentication failed", metadata: ["error": "\(error)"])
+                refuse(.unspecifiedError, "authentication failed")
+            }
+            flushPending()
+        }
+    }
+
+    private func finishConnect(
+        identity: ClientIdentity, cleanStart: Bool, expiry: UInt32, requestedExpiry: UInt32, assigned: String?,
+        serverKeepAlive: UInt16?
+    ) {
+        guard state == .authenticating else { return }
+        guard broker.authorizer.authorize(identity, .connect) else {
+            return refuse(.notAuthorized, "not authorized to connect as \(clientId)")
+        }
+        self.identity = identity
+        let (session, present) = broker.openSession(
+            clientId: clientId, cleanStart: cleanStart, expiryInterval: expiry, identity: identity,
+            protocolVersion: version, connection: self)
+        self.session = session
+        var properties = MQTTProperties()
+        if version == .v5 {
+            let config = broker.configuration
+            if expiry != requestedExpiry { properties.sessionExpiryInterval = expiry }
+            properties.receiveMaximum = config.receiveMaximum
+            properties.maximumPacketSize = UInt32(config.maxPacketSize)
+            if config.topicAliasMaximum > 0 { properties.topicAliasMaximum = config.topicAliasMaximum }
+            properties.assignedClientIdentifier = assigned
+            properties.serverKeepAlive = serverKeepAlive
+        }
+        send(.connack(ConnAckPacket(sessionPresent: present, reasonCode: .success, properties: properties)))
+        state = .connected
+        scheduleKeepAlive()
+        logger.debug("connected", metadata: ["client": "\(clientId)", "version": "\(version)", "present": "\(present)"])
+        resendInflight()
+        drain()
+        let queued = pending
+        pending = []
+        for packet in queued where state == .connected { handle(packet) }
+    }
+
+    /// Refuses a CONNECT with a CONNACK and closes, without a will.
+    private func refuse(_ code: ReasonCode, _ reason: String) {
+        publishWillOnClose = false
+        if version == .v5 {
+            var properties = MQTTProperties()
+            if requestProblemInformation { properties.reasonString = reason }
+            send(.connack(ConnAckPacket(reasonCode: code, properties: properties)))
+        } else {
+            send(.connack(ConnAckPacket(reasonCode: ReasonCode(code.v311ConnectReturnCode))))
+        }
+        logger.info("connection refused", metadata: ["client": "\(clientId)", "reason": "\(code) \(reason)"])
+        closeAfterFlush()
+    }
+
+    // MARK: Keep-alive
+
+    private func scheduleKeepAlive() {
+        guard keepAlive > 0 else { return }
+        // [MQTT-3.1.2-22] One and a half times the keep-alive with nothing received.
+        let limit = TimeAmount.milliseconds(Int64(keepAlive) * 1500)
+        keepAliveTask = eventLoop.scheduleTask(deadline: lastActivity + limit) { [self] in
+            guard state == .connected else { return }
+            if eventLoop.now >= lastActivity + limit {
+                protocolViolation(.keepAliveTimeout, "keep-alive timeout")
+                flushPending()
+            } else {
+                scheduleKeepAlive()
+            }
+        }
+    }
+
+    // MARK: PUBLISH from the client
+
+    private func handlePublish(_ publish: PublishPacket) {
+        guard let session, let identity else { return }
+        var topic = publish.topic
+        if version == .v5 {
+            if let alias = publish.properties.topicAlias {
+                guard alias <= broker.configuration.topicAliasMaximum else {
+                    return protocolViolation(.topicAliasInvalid, "topic alias \(alias) exceeds the maximum")
+                }
+                if topic.isEmpty {
+                    guard let known = inboundAliases[alias] else {
+                        return protocolViolation(.protocolError, "unknown topic alias \(alias)")
+                    }
+                    topic = known
+                } else {
+                    inboundAliases[alias] = topic
+                }
+            } else if topic.isEmpty {
+                return protocolViolation(.protocolError, "empty topic without a topic alias")
+            }
+            // [MQTT-3.3.4-6] Subscription identifiers go from server to client only.
+            if !publish.properties.subscriptionIdentifiers.isEmpty {
+                return protocolViolation(.protocolError, "PUBLISH from a client carries a subscription identifier")
+            }
+        }
+        broker.metrics.messageReceived(publish.qos)
+        if publish.qos == .exactlyOnce, let id = publish.packetId {
+            let duplicate = session.lock.withLock { session.inboundQoS2.contains(id) }
+            if duplicate {
+                // [MQTT-4.3.3-9] Already received: acknowledge again, do not route again.
+                send(.pubrec(PublishAckPacket(packetId: id)))
+                return
+            }
+        }
+        if publish.qos != .atMostOnce {
+            let inFlight = unacknowledged + session.lock.withLock { session.inboundQoS2.count }
+            if inFlight >= Int(broker.configuration.receiveMaximum) {
+                return protocolViolation(.receiveMaximumExceeded, "more than \(broker.configuration.receiveMaximum) unacknowledged publishes")
+            }
+        }
+        guard broker.authorizer.authorize(identity, .publish(topic: topic, retain: publish.retain)) else {
+            logger.info("publish not authorized", metadata: ["client": "\(clientId)", "topic": "\(topic)"])
+            if version == .v5, let id = publish.packetId {
+                let ack = PublishAckPacket(packetId: id, reasonCode: .notAuthorized, properties: problem("not authorized to publish to \(topic)"))
+                send(publish.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+            } else if let id = publish.packetId {
+                send(publish.qos == .atLeastOnce ? .puback(PublishAckPacket(packetId: id)) : .pubrec(PublishAckPacket(packetId: id)))
+                if publish.qos == .exactlyOnce { session.lock.withLock { _ = session.inboundQoS2.insert(id) } }
+            }
+            return
+        }
+        let message = BrokerMessage(publish: publish, topic: topic, publisherId: clientId, now: eventLoop.now)
+        guard let id = publish.packetId else {
+            broker.publish(message, from: session) { _ in }
+            return
+        }
+        if publish.qos == .exactlyOnce {
+            let persistent = session.lock.withLock {
+                session.inboundQoS2.insert(id)
+                return session.expiryInterval > 0
+            }
+            if persistent { broker.persist(session) }
+        }
+        unacknowledged += 1
+        let qos = publish.qos
+        broker.publish(message, from: session) { [self] matched in
+            if eventLoop.inEventLoop {
+                acknowledge(id, qos: qos, matched: matched)
+            } else {
+                eventLoop.execute {
+                    self.acknowledge(id, qos: qos, matched: matched)
+                    self.flushPending()
+                }
+            }
+        }
+    }
+
+    /// Sends PUBACK or PUBREC once the message is routed and durable.
+    private func acknowledge(_ id: UInt16, qos: MQTTQoS, matched: Int) {
+        unacknowledged -= 1
+        guard state == .connected else { return }
+        let code: ReasonCode = matched == 0 && version == .v5 ? .noMatchingSubscribers : .success
+        let ack = PublishAckPacket(packetId: id, reasonCode: code)
+        send(qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+    }
+
+    private func handlePubRel(_ ack: PublishAckPacket) {
+        guard let session else { return }
+        let (known, persistent) = session.lock.withLock {
+            (session.inboundQoS2.remove(ack.packetId) != nil, session.expiryInterval > 0)
+        }
+        if known && persistent { broker.persist(session) }
+        send(.pubcomp(PublishAckPacket(packetId: ack.packetId, reasonCode: known ? .success : .packetIdentifierNotFound)))
+    }
+
+    // MARK: Acknowledgements from the client
+
+    private func handlePubAck(_ ack: PublishAckPacket) {
+        guard let session else { return }
+        let removed = session.lock.withLock { session.inflight.removeValue(forKey: ack.packetId) }
+        if let removed, removed.delivery.sequence != 0 {
+            broker.storeChange(.removeMessage(clientId: session.clientId, sequence: removed.delivery.sequence))
+        }
+        drain()
+    }
+
+    private func handlePubRec(_ ack: PublishAckPacket) {
+        guard let session else { return }
+        enum Outcome { case unknown, release(UInt64), failed(UInt64) }
+        let outcome: Outcome = session.lock.withLock {
+            guard var inflight = session.inflight[ack.packetId], inflight.delivery.qos == .exactlyOnce else { return .unknown }
+            if ack.reasonCode.isFailure {
+                // [MQTT-4.3.3-4] A failed PUBREC ends the flow: no PUBREL.
+                session.inflight[ack.packetId] = nil
+                return .failed(inflight.delivery.sequence)
+            }
+            inflight.released = true
+            session.inflight[ack.packetId] = inflight
+            return .release(inflight.delivery.sequence)
+        }
+        switch outcome {
+        case .unknown:
+            send(.pubrel(PublishAckPacket(packetId: ack.packetId, reasonCode: version == .v5 ? .packetIdentifierNotFound : .success)))
+        case .release(let sequence):
+            if sequence != 0 {
+                broker.storeChange(.updateDelivery(clientId: session.clientId, sequence: sequence, state: .released(packetId: ack.packetId)))
+            }
+            send(.pubrel(PublishAckPacket(packetId: ack.packetId)))
+        case .failed(let sequence):
+            if sequence != 0 { broker.storeChange(.removeMessage(clientId: session.clientId, sequence: sequence)) }
+            drain()
+        }
+    }
+
+    private func handlePubComp(_ ack: PublishAckPacket) {
+        handlePubAck(ack)
+    }
+
+    // MARK: SUBSCRIBE and UNSUBSCRIBE
+
+    private func handleSubscribe(_ subscribe: SubscribePacket) {
+        guard let session, let identity else { return }
+        let identifier = subscribe.properties.subscriptionIdentifiers.first
+        var codes: [ReasonCode] = []
+        var accepted: [Subscription] = []
+        for requested in subscribe.subscriptions {
+            guard let filter = TopicFilter(requested.filter) else {
+                codes.append(.topicFilterInvalid)
+                continue
+            }
+            if filter.shareGroup != nil && requested.options.noLocal {
+                // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
+                return protocolViolation(.protocolError, "No Local on shared subscription \(filter.raw)")
+            }
+            guard broker.authorizer.authorize(identity, .subscribe(filter: filter.raw)) else {
+                codes.append(.notAuthorized)
+                continue
+            }
+            accepted.append(Subscription(filter: filter, options: requested.options, identifier: identifier))
+            codes.append(ReasonCode(requested.options.qos.rawValue))
+        }
+        let existed = broker.subscribe(session, accepted)
+        var properties = MQTTProperties()
+        if codes.contains(where: \.isFailure) { properties = problem("some topic filters were refused") }
+        send(.suback(SubAckPacket(packetId: subscribe.packetId, reasonCodes: codes, properties: properties)))
+        // Retained messages follow the SUBACK, as Retain Handling says [MQTT-3.3.1-9..11].
+        let now = eventLoop.now
+        for (subscription, existedBefore) in zip(accepted, existed) where subscription.filter.shareGroup == nil {
+            switch subscription.options.retainHandling {
+            case .doNotSend: continue
+            case .sendOnNewSubscribe where existedBefore: continue
+            default: break
+            }
+            for message in broker.retainedMessages(matching: subscription.filter, now: now) {
+                let delivery = Delivery(
+                    message: message, qos: min(message.qos, subscription.options.qos), retain: true,
+                    subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], sequence: 0)
+                let outcome = session.enqueue(delivery, limit: broker.configuration.maxQueuedMessages) { identity in
+                    broker.authorizer.authorize(identity, .receive(topic: message.topic))
+                }
+                if case .queued(let wake, _, let stored) = outcome {
+                    if let stored {
+                        broker.storeChange(.enqueue(clientId: session.clientId, sequence: stored, message: message.stored(),
+                                                    qos: delivery.qos, subscriptionIdentifiers: delivery.subscriptionIdentifiers))
+                    }
+                    wake?.scheduleDrain()
+                }
+            }
+        }
+    }
+
+    private func handleUnsubscribe(_ unsubscribe: UnsubscribePacket) {
+        guard let session else { return }
+        let removed = broker.unsubscribe(session, unsubscribe.filters)
+        let codes: [ReasonCode] = version == .v5 ? removed.map { $0 ? .success : .noSubscriptionExisted } : []
+        send(.unsuback(UnsubAckPacket(packetId: unsubscribe.packetId, reasonCodes: codes)))
+    }
+
+    // MARK: DISCONNECT
+
+    private func handleDisconnect(_ disconnect: DisconnectPacket) {
+        if version == .v5 {
+            if let expiry = disconnect.properties.sessionExpiryInterval, let session {
+                let current = session.lock.withLock { session.expiryInterval }
+                if current == 0 && expiry != 0 {
+                    // [MQTT-3.14.2-2]
+                    return protocolViolation(.protocolError, "session expiry set on DISCONNECT after 0 in CONNECT")
+                }
+                session.lock.withLock { session.expiryInterval = min(expiry, broker.configuration.maxSessionExpiry) }
+                broker.persist(session)
+            }
+            // [MQTT-3.14.4-3] Only 0x04 keeps the will.
+            publishWillOnClose = disconnect.reasonCode == .disconnectWithWill
+        } else {
+            publishWillOnClose = false
+        }
+        close()
+    }
+
+    // MARK: Delivery to the client
+
+    /// Called from any loop by a publisher that queued something for this connection.
+    func scheduleDrain() {
+        eventLoop.execute { self.drain() }
+    }
+
+    /// Sends queued messages while the in-flight window and the channel allow.
+    func drain() {
+        guard state == .connected, let session else { return }
+        guard transport?.isWritable ?? false else {
+            // Leave drainScheduled set: the writability change resumes the drain.
+            waitingForWritability = true
+            return
+        }
+        let budget = 256
+        var batch: [(Delivery, UInt16?)] = []
+        var expired: [UInt64] = []
+        var more = false
+        let now = eventLoop.now
+        let receiveMaximum = clientReceiveMaximum
+        session.lock.withLock {
+            guard session.connection === self else { return }
+            while batch.count < budget, let next = session.queue.first {
+                if next.qos != .atMostOnce && session.inflight.count >= receiveMaximum { break }
+                session.queue.removeFirst()
+                if next.qos == .atMostOnce { session.queuedQoS0 -= 1 }
+                if next.message.isExpired(at: now) {
+                    expired.append(next.sequence)
+                    continue
+                }
+                var packetId: UInt16?
+                if next.qos != .atMostOnce, let id = session.allocatePacketId() {
+                    packetId = id
+                    session.inflight[id] = InflightDelivery(delivery: next, released: false, order: session.nextOrder)
+                    session.nextOrder += 1
+                }
+                batch.append((next, packetId))
+            }
+            more = batch.count == budget && !session.queue.isEmpty
+            if !more { session.drainScheduled = false }
+        }
+        if !expired.isEmpty {
+            broker.metrics.drop(.expired, count: expired.count)
+            for sequence in expired where sequence != 0 {
+                broker.storeChange(.removeMessage(clientId: session.clientId, sequence: sequence))
+            }
+        }
+        for (delivery, packetId) in batch {
+            if let packetId, delivery.sequence != 0 {
+                broker.storeChange(.updateDelivery(clientId: session.clientId, sequence: delivery.sequence, state: .sent(packetId: packetId)))
+            }
+            sendPublish(delivery, packetId: packetId, dup: false, now: now)
+        }
+        flushPending()
+        if more { eventLoop.execute { self.drain() } }
+    }
+
+    public func writabilityChanged() {
+        guard transport?.isWritable ?? false, waitingForWritability else { return }
+        waitingForWritability = false
+        drain()
+    }
+
+    /// [MQTT-4.4.0-1] On a resumed session, unacknowledged PUBLISH and PUBREL are sent again, in order.
+    private func resendInflight() {
+        guard let session else { return }
+        let inflight = session.lock.withLock { session.inflight.sorted { $0.value.order < $1.value.order } }
+        let now = eventLoop.now
+        for (id, entry) in inflight {
+            if entry.released {
+                send(.pubrel(PublishAckPacket(packetId: id)))
+            } else {
+                sendPublish(entry.delivery, packetId: id, dup: true, now: now)
+            }
+        }
+    }
+
+    private func sendPublish(_ delivery: Delivery, packetId: UInt16?, dup: Bool, now: NIODeadline) {
+        let message = delivery.message
+        var topic = message.topic
+        var properties = MQTTProperties()
+        if version == .v5 {
+            if message.hasProperties { properties = message.properties }
+            properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
+            properties.messageExpiryInterval = message.remainingExpiry(at: now)
+            if clientTopicAliasMaximum > 0 {
+                if let alias = outboundAliases[topic] {
+                    properties.topicAlias = alias
+                    topic = ""
+                } else if outboundAliases.count < Int(clientTopicAliasMaximum) {
+                    let alias = UInt16(outboundAliases.count + 1)
+                    outboundAliases[topic] = alias
+                    properties.topicAlias = alias
+                }
+            }
+        }
+        let packet = PublishPacket(
+            dup: dup, qos: delivery.qos, retain: delivery.retain, topic: topic, packetId: packetId,
+            properties: properties, payload: message.payload)
+        let size = packet.encodedSize(version: version)
+        if size > clientMaximumPacketSize {
+            // [MQTT-3.1.2-25] Too large for the client: drop it as if it had been delivered.
+            broker.metrics.drop(.packetTooLarge)
+            if let packetId, let session {
+                let removed = session.lock.withLock { session.inflight.removeValue(forKey: packetId) }
+                if let removed, removed.delivery.sequence != 0 {
+                    broker.storeChange(.removeMessage(clientId: session.clientId, sequence: removed.delivery.sequence))
+                }
+            }
+            if !topic.isEmpty, let alias = properties.topicAlias, outboundAliases[topic] == alias {
+                outboundAliases[topic] = nil
+            }
+            return
+        }
+        out.reserveCapacity(minimumWritableBytes: size)
+        packet.encode(version: version, into: &out)
+        broker.metrics.messageSent(delivery.qos)
+    }
+
+    // MARK: Output
+
+    private func send(_ packet: MQTTPacket) {
+        guard state != .closed else { return }
+        packet.encode(version: version, into: &out)
+    }
+
+    private func flushPending() {
+        guard out.readableBytes > 0, let transport else { return }
+        broker.metrics.bytesSent.increment(by: out.readableBytes)
+        transport.write(out)
+        transport.flush()
+        out = allocator.buffer(capacity: 256)
+    }
+
+    private func problem(_ reason: String) -> MQTTProperties {
+        var properties = MQTTProperties()
+        if requestProblemInformation { properties.reasonString = reason }
+        return properties
+    }
+
+    // MARK: Closing
+
+    private func failed(_ error: MQTTCodecError) {
+        if state == .awaitingConnect || state == .authenticating, error.reasonCode == .unsupportedProtocolVersion {
+            // Answer in the shape the client expects: 3.1.1 return code 0x01, or MQTT 5 0x84.
+            out.writeBytes([0x20, 0x02, 0x00, 0x01])
+            publishWillOnClose = false
+            logger.info("unsupported protocol", metadata: ["remote": "\(remoteAddress ?? "-")", "error": "\(error.message)"])
+            return closeAfterFlush()
+        }
+        protocolViolation(error.reasonCode, error.message)
+    }
+
+    /// Ends the connection because the client broke the protocol: MQTT 5 clients get a
+    /// DISCONNECT with the reason first [MQTT-4.13.1-1]. The will is published.
+    private func protocolViolation(_ code: ReasonCode, _ reason: String) {
+        guard state != .closed else { return }
+        logger.info("closing connection", metadata: ["client": "\(clientId)", "reason": "\(code) \(reason)"])
+        if state == .connected && version == .v5 {
+            send(.disconnect(DisconnectPacket(reasonCode: code, reasonString: reason)))
+        }
+        closeAfterFlush()
+    }
+
+    private func closeAfterFlush() {
+        flushPending()
+        let transport = self.transport
+        state = .closed
+        transport?.flushAndClose()
+    }
+
+    private func close() {
+        flushPending()
+        state = .closed
+        transport?.close()
+    }
+
+    /// Another connection took over this session [MQTT-3.1.4-3].
+    func takeOver(publishWill: Bool) {
+        eventLoop.execute { [self] in
+            guard state != .closed else { return }
+            if publishWill, let will {
+                broker.publish(will, from: nil) { _ in }
+            }
+            publishWillOnClose = false
+            if version == .v5 {
+                send(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver, reasonString: "another connection uses client id \(clientId)")))
+            }
+            closeAfterFlush()
+        }
+    }
+
+    /// The server ends this connection (shutdown, administrative action); returns when closed.
+    func serverDisconnect(_ code: ReasonCode, reason: String) -> EventLoopFuture<Void> {
+        eventLoop.execute { [self] in
+            guard state != .closed else { return }
+            publishWillOnClose = false
+            if state == .connected && version == .v5 {
+                send(.disconnect(DisconnectPacket(reasonCode: code, reasonString: reason)))
+            }
+            closeAfterFlush()
+        }
+        return closed.futureResult
+    }
+
+    /// The transport is gone; clean up exactly once.
+    public func transportClosed() {
+        guard !cleanedUp else { return }
+        cleanedUp = true
+        state = .closed
+        keepAliveTask?.cancel()
+        connectTimeoutTask?.cancel()
+        if let session {
+            broker.detach(self, from: session, will: publishWillOnClose ? will : nil, willDelay: willDelay)
+        }
+        if admitted { broker.release(self) }
+        transport = nil
+        closed.succeed(())
+    }
+}

@@ -1,0 +1,89 @@
+import NIOCore
+
+/// What a connection needs from the transport under it (TCP, TLS or WebSocket). All calls are
+/// made on the connection's event loop.
+public protocol MQTTTransport: AnyObject {
+    var isWritable: Bool { get }
+    func write(_ buffer: ByteBuffer)
+    func flush()
+    /// Flushes what was written, and closes once it has gone out.
+    func flushAndClose()
+    func close()
+}
+
+/// Runs MQTT on a channel whose inbound and outbound messages are bytes (TCP or TLS).
+public final class MQTTChannelHandler: ChannelInboundHandler, MQTTTransport {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private let broker: Broker
+    private let listener: ListenerInfo
+    private let peerCertificate: (@Sendable (any Channel) -> [UInt8]?)?
+    private var context: ChannelHandlerContext?
+    private var connection: MQTTConnection?
+
+    public init(broker: Broker, listener: ListenerInfo, peerCertificate: (@Sendable (any Channel) -> [UInt8]?)? = nil) {
+        self.broker = broker
+        self.listener = listener
+        self.peerCertificate = peerCertificate
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let remote = context.channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" }
+        connection = MQTTConnection(
+            broker: broker, eventLoop: context.eventLoop, allocator: context.channel.allocator, listener: listener,
+            remoteAddress: remote, transport: self)
+        if context.channel.isActive { connection?.start() }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        connection?.transportClosed()
+        connection = nil
+        self.context = nil
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        connection?.peerCertificate = peerCertificate?(context.channel)
+        connection?.start()
+        context.fireChannelActive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        connection?.receive(unwrapInboundIn(data))
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        connection?.transportClosed()
+        context.fireChannelInactive()
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        connection?.writabilityChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    // MARK: MQTTTransport
+
+    public var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    public func write(_ buffer: ByteBuffer) {
+        context?.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    public func flush() { context?.flush() }
+
+    public func flushAndClose() {
+        guard let context else { return }
+        let empty = context.channel.allocator.buffer(capacity: 0)
+        context.writeAndFlush(wrapOutboundOut(empty)).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+
+    public func close() { context?.close(promise: nil) }
+}

@@ -1,0 +1,473 @@
+import Foundation
+import Logging
+import MQTTCodec
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The state shared by all connections: sessions, the subscription index, retained messages and
+/// the timers for wills and session expiry.
+///
+/// `@unchecked Sendable`: `state` is guarded by `stateLock`, `index` by `indexLock` and
+/// `retained` by `retainedLock`. Lock order: state, then a session's lock, then index or retained.
+public final class Broker: @unchecked Sendable {
+    public let configuration: BrokerConfiguration
+    let metrics: BrokerMetrics
+    let authenticator: any MQTTAuthenticator
+    let authorizer: any MQTTAuthorizer
+    let store: any BrokerStore
+    /// The loop that runs will and session-expiry timers.
+    let timerLoop: any EventLoop
+    let logger: Logger
+
+    private struct State {
+        var sessions: [String: Session] = [:]
+        var connections: [ObjectIdentifier: MQTTConnection] = [:]
+        var shuttingDown = false
+    }
+
+    private let stateLock = NIOLock()
+    private var state = State()
+    private let indexLock = NIOLock()
+    private let index = SubscriptionIndex()
+    private let retainedLock = NIOLock()
+    private var retained: [String: BrokerMessage] = [:]
+
+    public init(
+        configuration: BrokerConfiguration = .init(),
+        authenticator: any MQTTAuthenticator = LoopbackAnonymousAuthenticator(),
+        authorizer: any MQTTAuthorizer = AllowAllAuthorizer(),
+        store: any BrokerStore = InMemoryBrokerStore(),
+        metrics: BrokerMetrics = .noop(),
+        timerLoop: any EventLoop,
+        logger: Logger = Logger(label: "drover.broker")
+    ) throws {
+        self.configuration = configuration
+        self.authenticator = authenticator
+        self.authorizer = authorizer
+        self.store = store
+        self.metrics = metrics
+        self.timerLoop = timerLoop
+        self.logger = logger
+        try recover()
+    }
+
+    // MARK: Connections
+
+    /// Counts a new connection in; false when the broker is full or shutting down.
+    func admit(_ connection: MQTTConnection) -> Bool {
+        stateLock.withLock {
+            guard !state.shuttingDown else { return false }
+            guard state.connections.count < configuration.maxConnections else { return false }
+            state.connections[ObjectIdentifier(connection)] = connection
+            metrics.connections[connection.listener.name]?.increment()
+            return true
+        }
+    }
+
+    func release(_ connection: MQTTConnection) {
+        stateLock.withLock {
+            if state.connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
+                metrics.connections[connection.listener.name]?.decrement()
+            }
+        }
+    }
+
+    public var isShuttingDown: Bool { stateLock.withLock { state.shuttingDown } }
+
+    public var connectionCount: Int { stateLock.withLock { state.connections.count } }
+    public var sessionCount: Int { stateLock.withLock { state.sessions.count } }
+
+    /// Opens or resumes the session of a client that has been authenticated, taking it over from
+    /// any connection that holds it.
+    func openSession(
+        clientId: String, cleanStart: Bool, expiryInterval: UInt32, identity: ClientIdentity,
+        protocolVersion: MQTTProtocolVersion, connection: MQTTConnection
+    ) -> (session: Session, present: Bool) {
+        var wills: [BrokerMessage] = []
+        var previous: MQTTConnection?
+        let result: (Session, Bool) = stateLock.withLock {
+            let existing = state.sessions[clientId]
+            if let existing {
+                previous = existing.lock.withLock {
+                    let old = existing.connection
+                    existing.connection = nil
+                    return old
+                }
+            }
+            let session: Session
+            let present: Bool
+            if let existing, !cleanStart, !existing.ended {
+                session = existing
+                present = true
+                session.lock.withLock {
+                    session.willTask?.cancel()
+                    session.willTask = nil
+                    // [MQTT-3.1.3-9] A reconnection before the will delay cancels the will.
+                    session.pendingWill = nil
+                    session.expiryTask?.cancel()
+                    session.expiryTask = nil
+                }
+            } else {
+                if let existing, let will = endSessionLocked(existing) { wills.append(will) }
+                session = Session(clientId: clientId, identity: identity, protocolVersion: protocolVersion,
+                                  expiryInterval: expiryInterval)
+                state.sessions[clientId] = session
+                present = false
+            }
+            session.lock.withLock {
+                session.connection = connection
+                session.identity = identity
+                session.protocolVersion = protocolVersion
+                session.expiryInterval = expiryInterval
+                session.drainScheduled = false
+            }
+            metrics.sessions.record(state.sessions.count)
+            return (session, present)
+        }
+        if let previous {
+            // The old connection's will goes out only if its session ended here (clean start).
+            previous.takeOver(publishWill: !result.1)
+        }
+        persist(result.0)
+        if !result.1 && !result.0.isPersistentLocked {
+            // A clean session that replaced a persistent one removes it from the store.
+            store.commit([.deleteSession(clientId: clientId)]) { _ in }
+        }
+        for will in wills { publish(will, from: nil) { _ in } }
+        return result
+    }
+
+    /// Called when a connection that held `session` is gone. `will` is the will to publish, if
+    /// the disconnection calls for one.
+    func detach(_ connection: MQTTConnection, from session: Session, will: BrokerMessage?, willDelay: UInt32) {
+        var toPublish: [BrokerMessage] = []
+        stateLock.withLock {
+            let owned = session.lock.withLock {
+                guard session.connection === connection else { return false }
+                session.connection = nil
+                session.drainScheduled = false
+                return true
+            }
+            guard owned else { return }
+            let expiry = session.lock.withLock { session.expiryInterval }
+            if expiry == 0 || state.shuttingDown && expiry == 0 {
+                if let will { toPublish.append(will) }
+                if let pending = endSessionLocked(session) { toPublish.append(pending) }
+                return
+            }
+            session.lock.withLock {
+                if let will {
+                    let delay = min(willDelay, expiry)
+                    if delay == 0 {
+                        toPublish.append(will)
+                    } else {
+                        session.pendingWill = will
+                        session.willTask = timerLoop.scheduleTask(in: .seconds(Int64(delay))) { [weak self, weak session] in
+                            guard let self, let session else { return }
+                            self.fireWill(session)
+                        }
+                    }
+                }
+                if expiry != UInt32.max {
+                    session.expiryTask = timerLoop.scheduleTask(in: .seconds(Int64(expiry))) { [weak self, weak session] in
+                        guard let self, let session else { return }
+                        self.expire(session)
+                    }
+                }
+            }
+        }
+        for message in toPublish { publish(message, from: nil) { _ in } }
+    }
+
+    private func fireWill(_ session: Session) {
+        let will: BrokerMessage? = session.lock.withLock {
+            defer {
+                session.pendingWill = nil
+                session.willTask = nil
+            }
+            return session.connection == nil ? session.pendingWill : nil
+        }
+        if let will { publish(will, from: nil) { _ in } }
+    }
+
+    private func expire(_ session: Session) {
+        let will: BrokerMessage? = stateLock.withLock {
+            let connected = session.lock.withLock { session.connection != nil }
+            guard !connected, state.sessions[session.clientId] === session else { return nil }
+            return endSessionLocked(session)
+        }
+        if let will { publish(will, from: nil) { _ in } }
+    }
+
+    /// Removes a session and its subscriptions. Returns a pending will, which is due now that
+    /// the session ends [MQTT-3.1.3-9]. Caller holds `stateLock`.
+    private func endSessionLocked(_ session: Session) -> BrokerMessage? {
+        if state.sessions[session.clientId] === session {
+            state.sessions[session.clientId] = nil
+        }
+        let (filters, will, persistent) = session.lock.withLock {
+            session.ended = true
+            session.willTask?.cancel()
+            session.expiryTask?.cancel()
+            let will = session.pendingWill
+            session.pendingWill = nil
+            let filters = Array(session.subscriptions.values.map(\.filter))
+            session.subscriptions = [:]
+            session.queue.removeAll()
+            session.inflight = [:]
+            return (filters, will, session.expiryInterval > 0)
+        }
+        indexLock.withLock {
+            for filter in filters { index.remove(session, filter) }
+            metrics.subscriptions.record(index.count)
+        }
+        metrics.sessions.record(state.sessions.count)
+        if persistent { store.commit([.deleteSession(clientId: session.clientId)]) { _ in } }
+        return will
+    }
+
+    // MARK: Subscriptions
+
+    /// Adds subscriptions; returns for each whether it existed before (for Retain Handling 1).
+    func subscribe(_ session: Session, _ subscriptions: [Subscription]) -> [Bool] {
+        session.lock.withLock {
+            for subscription in subscriptions { session.subscriptions[subscription.filter.raw] = subscription }
+        }
+        let existed = indexLock.withLock {
+            defer { metrics.subscriptions.record(index.count) }
+            return subscriptions.map { index.insert(session, $0) }
+        }
+        persist(session)
+        return existed
+    }
+
+    /// Removes subscriptions by the filter the client sent; returns for each whether it existed.
+    func unsubscribe(_ session: Session, _ filters: [String]) -> [Bool] {
+        let removed: [TopicFilter?] = session.lock.withLock {
+            filters.map { session.subscriptions.removeValue(forKey: $0)?.filter }
+        }
+        let result = indexLock.withLock {
+            defer { metrics.subscriptions.record(index.count) }
+            return removed.map { filter in filter.map { index.remove(session, $0) } ?? false }
+        }
+        persist(session)
+        return result
+    }
+
+    // MARK: Publishing
+
+    /// Routes a message to every matching session and keeps it if it is retained.
+    /// `completion` runs once everything the message changed is durable, with the number of
+    /// sessions it went to; the caller acknowledges the publisher then.
+    func publish(_ message: BrokerMessage, from publisher: Session?, completion: @escaping @Sendable (Int) -> Void) {
+        var changes: [BrokerStoreChange] = []
+        if message.retain {
+            changes.append(setRetained(message))
+        }
+        let matches = indexLock.withLock { index.match(topic: message.topic, publisherId: message.publisherId) }
+        var delivered = 0
+        let limit = configuration.maxQueuedMessages
+        let authorizer = self.authorizer
+        for match in matches {
+            let qos = min(message.qos, match.qos)
+            let delivery = Delivery(
+                message: message, qos: qos, retain: match.retainAsPublished && message.retain,
+                subscriptionIdentifiers: match.identifiers, sequence: 0)
+            let outcome = match.session.enqueue(delivery, limit: limit) { identity in
+                authorizer.authorize(identity, .receive(topic: message.topic))
+            }
+            switch outcome {
+            case .denied:
+                metrics.drop(.notAuthorized)
+            case .dropped:
+                metrics.drop(.queueFull)
+            case .queued(let wake, let dropped, let stored):
+                delivered += 1
+                if let dropped {
+                    metrics.drop(.queueFull)
+                    if dropped.sequence != 0 {
+                        changes.append(.removeMessage(clientId: match.session.clientId, sequence: dropped.sequence))
+                    }
+                }
+                if let stored {
+                    changes.append(.enqueue(
+                        clientId: match.session.clientId, sequence: stored, message: message.stored(),
+                        qos: qos, subscriptionIdentifiers: match.identifiers))
+                }
+                wake?.scheduleDrain()
+            }
+        }
+        let count = delivered
+        if changes.isEmpty {
+            completion(count)
+        } else {
+            store.commit(changes) { _ in completion(count) }
+        }
+    }
+
+    private func setRetained(_ message: BrokerMessage) -> BrokerStoreChange {
+        retainedLock.withLock {
+            defer { metrics.retained.record(retained.count) }
+            if message.payload.readableBytes == 0 {
+                // [MQTT-3.3.1-6] An empty retained message clears the topic.
+                retained[message.topic] = nil
+                return .deleteRetained(topic: message.topic)
+            }
+            retained[message.topic] = message
+            return .putRetained(message.stored())
+        }
+    }
+
+    /// The retained messages that a new subscription to `filter` receives.
+    func retainedMessages(matching filter: TopicFilter, now: NIODeadline) -> [BrokerMessage] {
+        retainedLock.withLock {
+            if !filter.hasWildcards {
+                guard let message = retained[filter.filter], !message.isExpired(at: now) else { return [] }
+                return [message]
+            }
+            return retained.values.filter { filter.matches($0.topic) && !$0.isExpired(at: now) }
+        }
+    }
+
+    public var retainedCount: Int { retainedLock.withLock { retained.count } }
+
+    // MARK: Storage
+
+    func persist(_ session: Session) {
+        let stored: StoredSession? = session.lock.withLock {
+            guard session.expiryInterval > 0, !session.ended else { return nil }
+            return StoredSession(
+                clientId: session.clientId, protocolVersion: session.protocolVersion,
+                expiryInterval: session.expiryInterval,
+                subscriptions: session.subscriptions.values.map {
+                    StoredSubscription(filter: $0.filter.raw, options: $0.options, subscriptionIdentifier: $0.identifier)
+                },
+                inboundQoS2: Array(session.inboundQoS2))
+        }
+        if let stored { store.commit([.putSession(stored)]) { _ in } }
+    }
+
+    func storeChange(_ change: BrokerStoreChange) {
+        store.commit([change]) { _ in }
+    }
+
+    /// Rebuilds sessions, queues and retained messages from the store.
+    private func recover() throws {
+        let recovered = try store.recover()
+        let now = timerLoop.now
+        let wallNow = Date().timeIntervalSince1970
+        func message(_ stored: StoredMessage) -> BrokerMessage {
+            let expiresAt = stored.expiresAtEpochSeconds.map { now + .nanoseconds(Int64(($0 - wallNow) * 1e9)) }
+            return BrokerMessage(topic: stored.topic, payload: stored.payload, qos: stored.qos, retain: stored.retain,
+                                 properties: stored.properties, expiresAt: expiresAt, publisherId: stored.publisherId)
+        }
+        for stored in recovered.retained { retained[stored.topic] = message(stored) }
+        for stored in recovered.sessions {
+            let identity = ClientIdentity(clientId: stored.clientId, username: nil,
+                                          listener: ListenerInfo(name: "mqtt", isLoopback: true, allowAnonymous: true))
+            let session = Session(clientId: stored.clientId, identity: identity, protocolVersion: stored.protocolVersion,
+                                  expiryInterval: stored.expiryInterval)
+            session.inboundQoS2 = Set(stored.inboundQoS2)
+            for sub in stored.subscriptions {
+                guard let filter = TopicFilter(sub.filter) else { continue }
+                let subscription = Subscription(filter: filter, options: sub.options, identifier: sub.subscriptionIdentifier)
+                session.subscriptions[sub.filter] = subscription
+                index.insert(session, subscription)
+            }
+            for queued in recovered.queues[stored.clientId] ?? [] {
+                let delivery = Delivery(message: message(queued.message), qos: queued.qos, retain: queued.message.retain,
+                                        subscriptionIdentifiers: queued.subscriptionIdentifiers, sequence: queued.sequence)
+                session.nextSequence = max(session.nextSequence, queued.sequence + 1)
+                switch queued.state {
+                case .queued:
+                    session.queue.append(delivery)
+                case .sent(let id), .released(let id):
+                    let released = if case .released = queued.state { true } else { false }
+                    session.inflight[id] = InflightDelivery(delivery: delivery, released: released, order: session.nextOrder)
+                    session.nextOrder += 1
+                }
+            }
+            state.sessions[stored.clientId] = session
+            if stored.expiryInterval != UInt32.max {
+                session.expiryTask = timerLoop.scheduleTask(in: .seconds(Int64(stored.expiryInterval))) {
+                    [weak self, weak session] in
+                    guard let self, let session else { return }
+                    self.expire(session)
+                }
+            }
+        }
+        metrics.sessions.record(state.sessions.count)
+        metrics.subscriptions.record(index.count)
+        metrics.retained.record(retained.count)
+    }
+
+    // MARK: Shutdown
+
+    /// Stops admitting connections and tells every client that the server is going away
+    /// (MQTT 5 DISCONNECT 0x8B), then closes them.
+    public func shutdown() -> EventLoopFuture<Void> {
+        let connections: [MQTTConnection] = stateLock.withLock {
+            state.shuttingDown = true
+            return Array(state.connections.values)
+        }
+        guard !connections.isEmpty else { return timerLoop.makeSucceededVoidFuture() }
+        let futures = connections.map { $0.serverDisconnect(.serverShuttingDown, reason: "server shutting down") }
+        return EventLoopFuture.andAllComplete(futures, on: timerLoop)
+    }
+}
+
+extension Session {
+    var isPersistentLocked: Bool { lock.withLock { expiryInterval > 0 } }
+
+    enum EnqueueOutcome {
+        case denied
+        case dropped
+        case queued(wake: MQTTConnection?, dropped: Delivery?, storedSequence: UInt64?)
+    }
+
+    func enqueue(_ delivery: Delivery, limit: Int, authorize: (ClientIdentity) -> Bool) -> EnqueueOutcome {
+        lock.withLock {
+            guard !ended else { return .dropped }
+            guard authorize(identity) else { return .denied }
+            var delivery = delivery
+            var stored: UInt64?
+            if delivery.qos != .atMostOnce && expiryInterval > 0 {
+                stored = nextSequence
+                delivery = Delivery(message: delivery.message, qos: delivery.qos, retain: delivery.retain,
+                                    subscriptionIdentifiers: delivery.subscriptionIdentifiers, sequence: nextSequence)
+                nextSequence += 1
+            }
+            var dropped: Delivery?
+            if queue.count >= limit {
+                // Full: QoS 0 goes first. A QoS 0 newcomer is dropped; a QoS 1/2 newcomer pushes out
+                // the oldest queued QoS 0 message, and is dropped itself if there is none.
+                if delivery.qos == .atMostOnce { return .dropped }
+                if queuedQoS0 > 0, let position = queue.firstIndex(where: { $0.qos == .atMostOnce }) {
+                    dropped = queue.remove(at: position)
+                    queuedQoS0 -= 1
+                } else {
+                    if stored != nil { nextSequence -= 1 }
+                    return .dropped
+                }
+            }
+            queue.append(delivery)
+            if delivery.qos == .atMostOnce { queuedQoS0 += 1 }
+            var wake: MQTTConnection?
+            if let connection, !drainScheduled {
+                drainScheduled = true
+                wake = connection
+            }
+            return .queued(wake: wake, dropped: dropped, storedSequence: stored)
+        }
+    }
+}
+
+extension BrokerMessage {
+    func stored() -> StoredMessage {
+        let expires: Double? = expiresAt.map { deadline in
+            Date().timeIntervalSince1970 + Double((deadline - NIODeadline.now()).nanoseconds) / 1e9
+        }
+        return StoredMessage(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties,
+                             expiresAtEpochSeconds: expires, publisherId: publisherId)
+    }
+}
