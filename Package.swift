@@ -98,7 +98,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "MQTTCodecTests", dependencies: ["MQTTCodec"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "MQTTCodecTests",
+            dependencies: ["MQTTCodec", .product(name: "NIOTestUtils", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "MQTTBrokerTests",
             dependencies: ["MQTTBroker", .product(name: "NIOEmbedded", package: "swift-nio")],
