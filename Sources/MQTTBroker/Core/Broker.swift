@@ -72,6 +72,9 @@ public final class Broker: @unchecked Sendable {
         }
     }
 
+    /// The sessions that exist now, connected or not.
+    func openSessions() -> [Session] { stateLock.withLock { Array(state.sessions.values) } }
+
     public var isShuttingDown: Bool { stateLock.withLock { state.shuttingDown } }
 
     public var connectionCount: Int { stateLock.withLock { state.connections.count } }

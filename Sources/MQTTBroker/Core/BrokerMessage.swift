@@ -26,10 +26,15 @@ public final class BrokerMessage: Sendable {
         self.payload = payload
         self.qos = qos
         self.retain = retain
-        var properties = properties
-        properties.topicAlias = nil
-        properties.subscriptionIdentifiers = []
-        properties.messageExpiryInterval = nil
+        // Only the properties that travel with the message [MQTT-3.3.2-*]; the will's delay, a topic
+        // alias or subscription identifiers belong to one connection or packet.
+        var kept = MQTTProperties()
+        kept.payloadFormatIndicator = properties.payloadFormatIndicator
+        kept.contentType = properties.contentType
+        kept.responseTopic = properties.responseTopic
+        kept.correlationData = properties.correlationData
+        kept.userProperties = properties.userProperties
+        let properties = kept
         self.properties = properties
         self.hasProperties = !properties.isEmpty
         self.expiresAt = expiresAt
