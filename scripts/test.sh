@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: the Swift unit tests (codec, broker, app) and the end-to-end suite, which
+# starts the real `drover serve` and drives it with mosquitto_pub/sub, paho-mqtt and raw sockets.
+# Installs what is missing first (Debian packages, a Python virtualenv under .venv).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# python3 -m venv needs Debian's python3-venv on a bare system python.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+fi
+scripts/setup-test-env.sh
+
+echo "== swift build"
+swift build --build-tests
+echo "== swift test (unit tests)"
+swift test --skip-build
+echo "== end-to-end tests against .build/debug/drover"
+DROVER_BIN="$ROOT/.build/debug/drover" .venv/bin/python -m pytest Tests/e2e -q -p no:cacheprovider
