@@ -27,10 +27,11 @@ public final class MQTTConnection: @unchecked Sendable {
     private var out: ByteBuffer
     private var admitted = false
     private var cleanedUp = false
-    private let closed: EventLoopPromise<Void>
+    /// Made on demand by `serverDisconnect`, fulfilled when the transport is gone.
+    private var closedPromise: EventLoopPromise<Void>?
 
-    // Will
-    private var will: BrokerMessage?
+    // Will: kept as sent, and made a message when it is published, so its expiry starts then.
+    private var will: ConnectPacket.Will?
     private var willDelay: UInt32 = 0
     private var publishWillOnClose = true
 
@@ -68,7 +69,6 @@ public final class MQTTConnection: @unchecked Sendable {
             MQTTPacketDecoder(maximumPacketSize: broker.configuration.maxPacketSize), maximumBufferSize: nil)
         self.out = allocator.buffer(capacity: 256)
         self.lastActivity = eventLoop.now
-        self.closed = eventLoop.makePromise()
     }
 
     private var logger: Logger { broker.logger }
@@ -178,10 +178,7 @@ public final class MQTTConnection: @unchecked Sendable {
             serverKeepAlive = keepAlive
         }
         if let will = connect.will {
-            self.will = BrokerMessage(
-                publish: PublishPacket(qos: will.qos, retain: will.retain, topic: will.topic, properties: will.properties,
-                                       payload: will.payload),
-                topic: will.topic, publisherId: clientId, now: eventLoop.now)
+            self.will = will
             willDelay = will.properties.willDelayInterval ?? 0
         }
         guard broker.admit(self) else {
@@ -681,7 +678,7 @@ public final class MQTTConnection: @unchecked Sendable {
     func takeOver(publishWill: Bool) {
         eventLoop.execute { [self] in
             guard state != .closed else { return }
-            if publishWill, let will {
+            if publishWill, let will = willMessage() {
                 broker.publish(will, from: nil) { _ in }
             }
             publishWillOnClose = false
@@ -694,15 +691,28 @@ public final class MQTTConnection: @unchecked Sendable {
 
     /// The server ends this connection (shutdown, administrative action); returns when closed.
     func serverDisconnect(_ code: ReasonCode, reason: String) -> EventLoopFuture<Void> {
-        eventLoop.execute { [self] in
-            guard state != .closed else { return }
-            publishWillOnClose = false
-            if state == .connected && version == .v5 {
-                send(.disconnect(DisconnectPacket(reasonCode: code, reasonString: reason)))
+        eventLoop.flatSubmit { [self] in
+            if cleanedUp { return eventLoop.makeSucceededVoidFuture() }
+            let promise = closedPromise ?? eventLoop.makePromise()
+            closedPromise = promise
+            if state != .closed {
+                publishWillOnClose = false
+                if state == .connected && version == .v5 {
+                    send(.disconnect(DisconnectPacket(reasonCode: code, reasonString: reason)))
+                }
+                closeAfterFlush()
             }
-            closeAfterFlush()
+            return promise.futureResult
         }
-        return closed.futureResult
+    }
+
+    /// The will as a message, with its expiry starting now.
+    private func willMessage() -> BrokerMessage? {
+        guard let will else { return nil }
+        return BrokerMessage(
+            publish: PublishPacket(qos: will.qos, retain: will.retain, topic: will.topic, properties: will.properties,
+                                   payload: will.payload),
+            topic: will.topic, publisherId: clientId, now: eventLoop.now)
     }
 
     /// The transport is gone; clean up exactly once.
@@ -713,10 +723,11 @@ public final class MQTTConnection: @unchecked Sendable {
         keepAliveTask?.cancel()
         connectTimeoutTask?.cancel()
         if let session {
-            broker.detach(self, from: session, will: publishWillOnClose ? will : nil, willDelay: willDelay)
+            broker.detach(self, from: session, will: publishWillOnClose ? willMessage() : nil, willDelay: willDelay)
         }
         if admitted { broker.release(self) }
         transport = nil
-        closed.succeed(())
+        closedPromise?.succeed(())
+        closedPromise = nil
     }
 }

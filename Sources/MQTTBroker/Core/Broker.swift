@@ -153,7 +153,7 @@ public final class Broker: @unchecked Sendable {
             }
             guard owned else { return }
             let expiry = session.lock.withLock { session.expiryInterval }
-            if expiry == 0 || state.shuttingDown && expiry == 0 {
+            if expiry == 0 {
                 if let will { toPublish.append(will) }
                 if let pending = endSessionLocked(session) { toPublish.append(pending) }
                 return
