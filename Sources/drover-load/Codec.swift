@@ -82,8 +82,19 @@ enum MQTTWire {
     }
 }
 
+/// Payload layout of the load tool's messages, where the payload is large enough:
+/// bytes 0..<8 the run tag (so that a subscriber counts only this run's messages, not a previous run's backlog still
+/// flowing through the broker), bytes 8..<16 the send time in monotonic nanoseconds (latency scenario); both
+/// little-endian. The rest is filler.
+enum LoadPayload {
+    static let tagOffset = 0
+    static let timestampOffset = 8
+    static let minimumForTag = 8
+    static let minimumForTimestamp = 16
+}
+
 /// A PUBLISH packet for one topic and payload size, pre-encoded once; each send copies the bytes and patches only
-/// the packet identifier (QoS 1) and the payload prefix (the latency timestamp).
+/// the packet identifier (QoS 1) and the send timestamp (latency).
 struct PublishTemplate {
     let frame: [UInt8]
     /// Offset of the packet identifier in `frame`, or nil for QoS 0.
@@ -91,7 +102,7 @@ struct PublishTemplate {
     /// Offset of the first payload byte in `frame`.
     let payloadOffset: Int
 
-    init(topic: String, qos: UInt8, payloadSize: Int) {
+    init(topic: String, qos: UInt8, payloadSize: Int, tag: UInt64) {
         let topicBytes = Array(topic.utf8)
         let remaining = 2 + topicBytes.count + (qos > 0 ? 2 : 0) + payloadSize
         var buffer = ByteBuffer()
@@ -106,16 +117,19 @@ struct PublishTemplate {
             self.packetIDOffset = nil
         }
         self.payloadOffset = buffer.writerIndex
-        // A recognisable filler; the latency scenario overwrites the first 8 bytes with a timestamp.
         for index in 0..<payloadSize {
             buffer.writeInteger(UInt8(truncatingIfNeeded: 0x61 + index % 26))
+        }
+        if payloadSize >= LoadPayload.minimumForTag {
+            buffer.setInteger(tag, at: payloadOffset + LoadPayload.tagOffset, endianness: .little)
         }
         self.frame = buffer.readBytes(length: buffer.readableBytes) ?? []
     }
 
     var size: Int { frame.count }
+    var payloadSize: Int { frame.count - payloadOffset }
 
-    /// Appends one PUBLISH. `timestamp`, if given, goes little-endian into the first 8 payload bytes.
+    /// Appends one PUBLISH, with `packetID` (QoS 1) and `timestamp` (if given and the payload has room for it).
     @inline(__always)
     func write(into buffer: inout ByteBuffer, packetID: UInt16 = 0, timestamp: UInt64? = nil) {
         let start = buffer.writerIndex
@@ -123,8 +137,10 @@ struct PublishTemplate {
         if let offset = packetIDOffset {
             buffer.setInteger(packetID, at: start + offset)
         }
-        if let timestamp, frame.count - payloadOffset >= 8 {
-            buffer.setInteger(timestamp, at: start + payloadOffset, endianness: .little)
+        if let timestamp, payloadSize >= LoadPayload.minimumForTimestamp {
+            buffer.setInteger(
+                timestamp, at: start + payloadOffset + LoadPayload.timestampOffset, endianness: .little
+            )
         }
     }
 }

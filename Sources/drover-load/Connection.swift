@@ -255,9 +255,9 @@ struct Connector: Sendable {
     enum Role: Sendable {
         /// Reads a lot: large receive buffers.
         case subscriber
-        /// Writes a lot: a bounded socket send buffer, so that "published" means close to "taken by the broker"
-        /// rather than "parked in the kernel" (loopback autotuning would let each socket hold megabytes).
-        case publisher
+        /// Writes a lot. A send buffer size (bytes, 0 for the kernel's autotuning) bounds how much of what counts as
+        /// "published" can be parked in the kernel rather than taken by the broker.
+        case publisher(sendBuffer: Int)
         /// Reads and writes almost nothing: defaults.
         case idle
     }
@@ -277,25 +277,26 @@ struct Connector: Sendable {
     ) -> EventLoopFuture<LoadClient<Handler>> {
         var bootstrap = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(10))
+            .connectTimeout(.seconds(30))
         switch role {
         case .subscriber:
             bootstrap = bootstrap.channelOption(
                 .recvAllocator,
                 value: AdaptiveRecvByteBufferAllocator(minimum: 4096, initial: 65_536, maximum: 262_144)
             )
-        case .publisher:
-            bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: 131_072)
+        case .publisher(let sendBuffer):
+            if sendBuffer > 0 {
+                bootstrap = bootstrap.channelOption(.socketOption(.so_sndbuf), value: SocketOptionValue(sendBuffer))
+            }
         case .idle:
             break
         }
-        return bootstrap
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(makeHandler())
-                }
+        bootstrap = bootstrap.channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(makeHandler())
             }
-            .connect(to: address)
+        }
+        return bootstrap.connect(to: address)
             .flatMap { channel in
                 channel.eventLoop.flatSubmit {
                     do {

@@ -27,8 +27,10 @@ final class FloodPublisher: LoadConnection {
     private(set) var acked = 0
     private(set) var inflight = 0
 
-    init(options: Options, topic: String, qos: UInt8, payloadSize: Int, batchSize: Int, inflight: Int) {
-        self.template = PublishTemplate(topic: topic, qos: qos, payloadSize: payloadSize)
+    init(
+        options: Options, topic: String, qos: UInt8, payloadSize: Int, tag: UInt64, batchSize: Int, inflight: Int
+    ) {
+        self.template = PublishTemplate(topic: topic, qos: qos, payloadSize: payloadSize, tag: tag)
         self.qos = qos
         self.batchSize = max(1, batchSize)
         self.window = max(1, inflight)
@@ -103,6 +105,7 @@ final class FloodPublisher: LoadConnection {
     }
 
     override func didReceivePubAck(packetID: UInt16) {
+        guard inflight > 0 else { return }  // a duplicate PUBACK must not widen the window
         inflight -= 1
         acked &+= 1
         needsTopUp = true
@@ -116,7 +119,7 @@ final class FloodPublisher: LoadConnection {
     }
 }
 
-/// Publishes at a fixed rate with the send time (monotonic nanoseconds) in the first 8 payload bytes.
+/// Publishes at a fixed rate with the send time (monotonic nanoseconds) in the payload (see `LoadPayload`).
 ///
 /// Every tick (1 ms) it sends however many messages the schedule says should have gone out by now, so that a late
 /// tick is caught up rather than lost and the rate does not drift.
@@ -134,8 +137,10 @@ final class PacedPublisher: LoadConnection {
     private(set) var acked = 0
     private(set) var finished = false
 
-    init(options: Options, topic: String, qos: UInt8, payloadSize: Int, rate: Int) {
-        self.template = PublishTemplate(topic: topic, qos: qos, payloadSize: max(8, payloadSize))
+    init(options: Options, topic: String, qos: UInt8, payloadSize: Int, tag: UInt64, rate: Int) {
+        self.template = PublishTemplate(
+            topic: topic, qos: qos, payloadSize: max(LoadPayload.minimumForTimestamp, payloadSize), tag: tag
+        )
         self.rate = max(1, rate)
         self.qos = qos
         super.init(options: options)
@@ -192,13 +197,16 @@ final class PacedPublisher: LoadConnection {
     }
 }
 
-/// Counts the PUBLISHes it receives (acknowledging QoS 1 ones in one flush per read burst), and optionally records
-/// the latency from the timestamp in the first 8 payload bytes.
+/// Counts the PUBLISHes of this run that it receives (acknowledging QoS 1 ones in one flush per read burst), and
+/// optionally records the latency from the send timestamp in the payload (see `LoadPayload`).
 final class CountingSubscriber: LoadConnection {
     private let recordLatency: Bool
+    private let tag: UInt64
     private var pendingAcks: ByteBuffer?
 
     private(set) var delivered = 0
+    /// PUBLISHes without this run's tag: a previous run's backlog, or another client's traffic.
+    private(set) var foreign = 0
     private(set) var latenciesNanos: [UInt64] = []
     private(set) var malformed = 0
 
@@ -206,8 +214,9 @@ final class CountingSubscriber: LoadConnection {
     private(set) var windowStart: (count: Int, nanos: UInt64)?
     private(set) var windowEnd: (count: Int, nanos: UInt64)?
 
-    init(options: Options, recordLatency: Bool = false, expectedSamples: Int = 0) {
+    init(options: Options, tag: UInt64, recordLatency: Bool = false, expectedSamples: Int = 0) {
         self.recordLatency = recordLatency
+        self.tag = tag
         super.init(options: options)
         if recordLatency { latenciesNanos.reserveCapacity(expectedSamples) }
     }
@@ -220,9 +229,7 @@ final class CountingSubscriber: LoadConnection {
     }
 
     override func didReceivePublish(_ frame: MQTTFrame, in buffer: ByteBuffer) {
-        delivered &+= 1
         let qos = (frame.flags >> 1) & 0x03
-        guard qos > 0 || recordLatency else { return }
         guard let topicLength = buffer.getInteger(at: frame.bodyIndex, as: UInt16.self) else {
             malformed += 1
             return
@@ -239,10 +246,20 @@ final class CountingSubscriber: LoadConnection {
             }
             MQTTWire.writePubAck(packetID: packetID, into: &pendingAcks!)
         }
+        let payloadLength = frame.bodyIndex + frame.bodyLength - index
+        if payloadLength >= LoadPayload.minimumForTag {
+            guard buffer.getInteger(at: index + LoadPayload.tagOffset, endianness: .little, as: UInt64.self) == tag
+            else {
+                foreign &+= 1
+                return
+            }
+        }
+        delivered &+= 1
         if recordLatency {
-            let payloadEnd = frame.bodyIndex + frame.bodyLength
-            guard payloadEnd - index >= 8,
-                let sent = buffer.getInteger(at: index, endianness: .little, as: UInt64.self)
+            guard payloadLength >= LoadPayload.minimumForTimestamp,
+                let sent = buffer.getInteger(
+                    at: index + LoadPayload.timestampOffset, endianness: .little, as: UInt64.self
+                )
             else {
                 malformed += 1
                 return

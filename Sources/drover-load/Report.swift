@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Prints a line and flushes at once: the benchmark script polls the output of a running tool (`CONNECTED N`).
@@ -54,8 +54,10 @@ struct ResultLine {
             switch scalar {
             case "\"": escaped += "\\\""
             case "\\": escaped += "\\\\"
-            case _ where scalar.value < 0x20: escaped += "\\u00" + (scalar.value < 0x10 ? "0" : "")
-                + String(scalar.value, radix: 16)
+            case _ where scalar.value < 0x20:
+                escaped +=
+                    "\\u00" + (scalar.value < 0x10 ? "0" : "")
+                    + String(scalar.value, radix: 16)
             default: escaped.unicodeScalars.append(scalar)
             }
         }
@@ -95,20 +97,20 @@ func lossPercent(sent: Int, received: Int) -> Double {
 func raiseOpenFileLimit() {
     var limit = rlimit()
     #if os(Linux)
-    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
     #else
-    let resource = RLIMIT_NOFILE
+        let resource = RLIMIT_NOFILE
     #endif
     guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
     let previous = limit.rlim_cur
     limit.rlim_cur = limit.rlim_max
     if setrlimit(resource, &limit) != 0 {
         #if canImport(Darwin)
-        // macOS reports an unlimited hard limit but caps the soft one at OPEN_MAX.
-        limit.rlim_cur = min(rlim_t(OPEN_MAX), limit.rlim_max)
-        if setrlimit(resource, &limit) != 0 { limit.rlim_cur = previous }
+            // macOS reports an unlimited hard limit but caps the soft one at OPEN_MAX.
+            limit.rlim_cur = min(rlim_t(OPEN_MAX), limit.rlim_max)
+            if setrlimit(resource, &limit) != 0 { limit.rlim_cur = previous }
         #else
-        limit.rlim_cur = previous
+            limit.rlim_cur = previous
         #endif
     }
 }
@@ -116,9 +118,9 @@ func raiseOpenFileLimit() {
 func openFileLimit() -> Int {
     var limit = rlimit()
     #if os(Linux)
-    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
     #else
-    let resource = RLIMIT_NOFILE
+        let resource = RLIMIT_NOFILE
     #endif
     guard getrlimit(resource, &limit) == 0 else { return -1 }
     return limit.rlim_cur > rlim_t(Int.max) ? Int.max : Int(limit.rlim_cur)

@@ -33,10 +33,14 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Seconds to wait after the window for in-flight messages to arrive.")
     var drain: Double = 5
 
-    @Option(help: "Event-loop threads (default: the number of cores).")
+    @Option(help: "Event-loop threads per group, publishers' and subscribers' (default: the number of cores).")
     var threads: Int = System.coreCount
 
+    @Option(help: "Publishers' socket send buffer in bytes (0: the kernel's default and autotuning).")
+    var sendBuffer = 32_768
+
     func validate() throws {
+        guard sendBuffer >= 0 else { throw ValidationError("--send-buffer must not be negative") }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
         guard drain >= 0 else { throw ValidationError("--drain must not be negative") }
         guard (1...65535).contains(port) else { throw ValidationError("--port must be in 1...65535") }
@@ -71,7 +75,8 @@ struct Fanin: AsyncParsableCommand {
     func validate() throws {
         guard publishers > 0 else { throw ValidationError("--publishers must be positive") }
         guard qos == 0 || qos == 1 else { throw ValidationError("--qos must be 0 or 1") }
-        guard payload >= 0 else { throw ValidationError("--payload must not be negative") }
+        guard (0...1_000_000).contains(payload) else { throw ValidationError("--payload must be in 0...1000000") }
+        guard inflight > 0, batch > 0 else { throw ValidationError("--inflight and --batch must be positive") }
     }
 
     func run() async throws {
@@ -84,28 +89,34 @@ struct Fanin: AsyncParsableCommand {
     private func runFanin(groups: LoadGroups) async throws -> Int32 {
         let group = groups.publishers
         let pid = processID()
+        let tag = UInt64.random(in: 1...UInt64.max)
         let qos = UInt8(qos)
         let subscriberConnector = try Connector(
             group: groups.subscribers, host: common.host, port: common.port, role: .subscriber
         )
         let publisherConnector = try Connector(
-            group: groups.publishers, host: common.host, port: common.port, role: .publisher
+            group: groups.publishers, host: common.host, port: common.port,
+            role: .publisher(sendBuffer: common.sendBuffer)
         )
-        say("fanin: \(publishers) publishers -> 1 subscriber on #, QoS \(qos), \(payload) B payload, "
-            + "\(common.duration) s against \(common.host):\(common.port)")
+        say(
+            "fanin: \(publishers) publishers -> 1 subscriber on #, QoS \(qos), \(payload) B payload, "
+                + "\(common.duration) s against \(common.host):\(common.port)")
 
         let subscriberOptions = LoadConnection.Options(
             clientID: "load-fanin-sub-0-\(pid)", subscribeFilter: "#", subscribeQoS: qos
         )
         let subscriber = try await subscriberConnector.connect {
-            CountingSubscriber(options: subscriberOptions)
+            CountingSubscriber(options: subscriberOptions, tag: tag)
         }.get()
         let (payload, batch, inflight) = (self.payload, self.batch, self.inflight)
-        let publisherClients = try await connectAll(count: publishers, on: group, closingOnFailure: [subscriber.channel]) { index in
+        let publisherClients = try await connectAll(
+            count: publishers, on: group, closingOnFailure: [subscriber.channel]
+        ) { index in
             publisherConnector.connect {
                 FloodPublisher(
                     options: .init(clientID: "load-fanin-pub-\(index)-\(pid)"),
-                    topic: "load/\(index)", qos: qos, payloadSize: payload, batchSize: batch, inflight: inflight
+                    topic: "load/\(index)", qos: qos, payloadSize: payload, tag: tag, batchSize: batch,
+                    inflight: inflight
                 )
             }
         }
@@ -132,12 +143,16 @@ struct Fanin: AsyncParsableCommand {
         let window = try await subscriber.withHandler { ($0.windowStart, $0.windowEnd) }.get()
         let (windowCount, windowSeconds) = measured(window)
         let rate = windowSeconds > 0 ? Double(windowCount) / windowSeconds : 0
+        let foreign = try await sum([subscriber], on: group) { $0.foreign }
         let dropped = try await countDropped(publisherClients, on: group) + countDropped([subscriber], on: group)
+        if foreign > 0 { say("note: ignored \(foreign) PUBLISHes not from this run (an earlier run's backlog?)") }
         try await disconnectAll(publisherClients.map { $0.disconnect() } + [subscriber.disconnect()], on: group)
 
         let loss = lossPercent(sent: published, received: delivered)
-        say("fanin: published \(published) (\(fixed(Double(published) / common.duration, 0)) msg/s), "
-            + "delivered \(delivered), in window \(windowCount) = \(fixed(rate, 0)) msg/s, loss \(fixed(loss, 3)) %")
+        say(
+            "fanin: published \(published) (\(fixed(Double(published) / common.duration, 0)) msg/s), "
+                + "delivered \(delivered), in window \(windowCount) = \(fixed(rate, 0)) msg/s, loss \(fixed(loss, 3)) %"
+        )
         if qos > 0 { say("fanin: PUBACKs received \(acked) of \(published)") }
         if dropped > 0 { warn("fanin: the broker closed \(dropped) connection(s) during the run") }
 
@@ -153,6 +168,7 @@ struct Fanin: AsyncParsableCommand {
         result.add("rate", rate)
         result.add("loss_pct", loss, decimals: 3)
         if qos > 0 { result.add("acked", acked) }
+        result.add("foreign", foreign)
         result.add("dropped_connections", dropped)
         result.emit()
         return dropped > 0 ? 1 : 0
@@ -184,7 +200,8 @@ struct Fanout: AsyncParsableCommand {
     func validate() throws {
         guard subscribers > 0 else { throw ValidationError("--subscribers must be positive") }
         guard qos == 0 || qos == 1 else { throw ValidationError("--qos must be 0 or 1") }
-        guard payload >= 0 else { throw ValidationError("--payload must not be negative") }
+        guard (0...1_000_000).contains(payload) else { throw ValidationError("--payload must be in 0...1000000") }
+        guard inflight > 0, batch > 0 else { throw ValidationError("--inflight and --batch must be positive") }
     }
 
     func run() async throws {
@@ -197,32 +214,38 @@ struct Fanout: AsyncParsableCommand {
     private func runFanout(groups: LoadGroups) async throws -> Int32 {
         let group = groups.publishers
         let pid = processID()
+        let tag = UInt64.random(in: 1...UInt64.max)
         let qos = UInt8(qos)
         let topic = "fan/topic"
         let subscriberConnector = try Connector(
             group: groups.subscribers, host: common.host, port: common.port, role: .subscriber
         )
         let publisherConnector = try Connector(
-            group: groups.publishers, host: common.host, port: common.port, role: .publisher
+            group: groups.publishers, host: common.host, port: common.port,
+            role: .publisher(sendBuffer: common.sendBuffer)
         )
-        say("fanout: 1 publisher -> \(subscribers) subscribers on \(topic), QoS \(qos), \(payload) B payload, "
-            + "\(common.duration) s against \(common.host):\(common.port)")
+        say(
+            "fanout: 1 publisher -> \(subscribers) subscribers on \(topic), QoS \(qos), \(payload) B payload, "
+                + "\(common.duration) s against \(common.host):\(common.port)")
 
         let subscriberClients = try await connectAll(count: subscribers, on: group) { index in
             subscriberConnector.connect {
                 CountingSubscriber(
                     options: .init(
                         clientID: "load-fanout-sub-\(index)-\(pid)", subscribeFilter: topic, subscribeQoS: qos
-                    )
+                    ),
+                    tag: tag
                 )
             }
         }
         let (payload, batch, inflight) = (self.payload, self.batch, self.inflight)
-        let publisher = try await connectAll(count: 1, on: group, closingOnFailure: subscriberClients.map { $0.channel }) { index in
+        let publisher = try await connectAll(
+            count: 1, on: group, closingOnFailure: subscriberClients.map { $0.channel }
+        ) { index in
             publisherConnector.connect {
                 FloodPublisher(
                     options: .init(clientID: "load-fanout-pub-\(index)-\(pid)"),
-                    topic: topic, qos: qos, payloadSize: payload, batchSize: batch, inflight: inflight
+                    topic: topic, qos: qos, payloadSize: payload, tag: tag, batchSize: batch, inflight: inflight
                 )
             }
         }[0]
@@ -254,13 +277,16 @@ struct Fanout: AsyncParsableCommand {
             windowSeconds = max(windowSeconds, seconds)
         }
         let rate = windowSeconds > 0 ? Double(windowCount) / windowSeconds : 0
+        let foreign = try await sum(subscriberClients, on: group) { $0.foreign }
         let dropped = try await countDropped(subscriberClients, on: group) + countDropped([publisher], on: group)
+        if foreign > 0 { say("note: ignored \(foreign) PUBLISHes not from this run (an earlier run's backlog?)") }
         try await disconnectAll(subscriberClients.map { $0.disconnect() } + [publisher.disconnect()], on: group)
 
         let loss = lossPercent(sent: expected, received: delivered)
         let publishRate = Double(published) / common.duration
-        say("fanout: published \(published) (\(fixed(publishRate, 0)) msg/s), deliveries \(delivered) of "
-            + "\(expected), in window \(windowCount) = \(fixed(rate, 0)) deliveries/s, loss \(fixed(loss, 3)) %")
+        say(
+            "fanout: published \(published) (\(fixed(publishRate, 0)) msg/s), deliveries \(delivered) of "
+                + "\(expected), in window \(windowCount) = \(fixed(rate, 0)) deliveries/s, loss \(fixed(loss, 3)) %")
         if dropped > 0 { warn("fanout: the broker closed \(dropped) connection(s) during the run") }
 
         var result = ResultLine(scenario: "fanout")
@@ -275,6 +301,7 @@ struct Fanout: AsyncParsableCommand {
         result.add("delivered_in_window", windowCount)
         result.add("rate", rate)
         result.add("loss_pct", loss, decimals: 3)
+        result.add("foreign", foreign)
         result.add("dropped_connections", dropped)
         result.emit()
         return dropped > 0 ? 1 : 0
@@ -294,11 +321,12 @@ struct Latency: AsyncParsableCommand {
     @Option(help: "QoS of the PUBLISHes and the subscription (0 or 1).")
     var qos = 0
 
-    @Option(help: "Payload bytes per message (at least 8: the send timestamp).")
+    @Option(help: "Payload bytes per message (at least 16: the run tag and the send timestamp).")
     var payload = 64
 
     func validate() throws {
         guard rate > 0 else { throw ValidationError("--rate must be positive") }
+        guard payload <= 1_000_000 else { throw ValidationError("--payload must be at most 1000000") }
         guard qos == 0 || qos == 1 else { throw ValidationError("--qos must be 0 or 1") }
     }
 
@@ -312,22 +340,26 @@ struct Latency: AsyncParsableCommand {
     private func runLatency(groups: LoadGroups) async throws -> Int32 {
         let group = groups.publishers
         let pid = processID()
+        let tag = UInt64.random(in: 1...UInt64.max)
         let qos = UInt8(qos)
         let topic = "lat/topic"
-        let (rate, payload) = (self.rate, max(8, self.payload))
+        let (rate, payload) = (self.rate, max(LoadPayload.minimumForTimestamp, self.payload))
         let subscriberConnector = try Connector(
             group: groups.subscribers, host: common.host, port: common.port, role: .subscriber
         )
         let publisherConnector = try Connector(
-            group: groups.publishers, host: common.host, port: common.port, role: .publisher
+            group: groups.publishers, host: common.host, port: common.port,
+            role: .publisher(sendBuffer: common.sendBuffer)
         )
-        say("latency: \(rate) msg/s for \(common.duration) s, QoS \(qos), \(payload) B payload, "
-            + "against \(common.host):\(common.port)")
+        say(
+            "latency: \(rate) msg/s for \(common.duration) s, QoS \(qos), \(payload) B payload, "
+                + "against \(common.host):\(common.port)")
 
         let expectedSamples = Int(Double(rate) * common.duration) + 16
         let subscriber = try await subscriberConnector.connect {
             CountingSubscriber(
                 options: .init(clientID: "load-latency-sub-0-\(pid)", subscribeFilter: topic, subscribeQoS: qos),
+                tag: tag,
                 recordLatency: true,
                 expectedSamples: expectedSamples
             )
@@ -336,7 +368,7 @@ struct Latency: AsyncParsableCommand {
             publisherConnector.connect {
                 PacedPublisher(
                     options: .init(clientID: "load-latency-pub-\(index)-\(pid)"),
-                    topic: topic, qos: qos, payloadSize: payload, rate: rate
+                    topic: topic, qos: qos, payloadSize: payload, tag: tag, rate: rate
                 )
             }
         }[0]
@@ -355,7 +387,9 @@ struct Latency: AsyncParsableCommand {
             return received >= published ? nil : received
         }
         let samples = try await subscriber.withHandler { $0.latenciesNanos }.get().sorted()
+        let foreign = try await sum([subscriber], on: group) { $0.foreign }
         let dropped = try await countDropped([subscriber], on: group) + countDropped([publisher], on: group)
+        if foreign > 0 { say("note: ignored \(foreign) PUBLISHes not from this run (an earlier run's backlog?)") }
         try await disconnectAll([subscriber.disconnect(), publisher.disconnect()], on: group)
 
         func micros(_ nanos: UInt64) -> Double { Double(nanos) / 1000 }
@@ -367,8 +401,9 @@ struct Latency: AsyncParsableCommand {
         let achieved = Double(published) / common.duration
         let loss = lossPercent(sent: published, received: received)
         say("latency: sent \(published) (\(fixed(achieved, 0)) msg/s), received \(received), loss \(fixed(loss, 3)) %")
-        say("latency: p50 \(fixed(p50, 1)) us, p90 \(fixed(p90, 1)) us, p99 \(fixed(p99, 1)) us, "
-            + "p99.9 \(fixed(p999, 1)) us, max \(fixed(maximum, 1)) us")
+        say(
+            "latency: p50 \(fixed(p50, 1)) us, p90 \(fixed(p90, 1)) us, p99 \(fixed(p99, 1)) us, "
+                + "p99.9 \(fixed(p999, 1)) us, max \(fixed(maximum, 1)) us")
         if dropped > 0 { warn("latency: the broker closed \(dropped) connection(s) during the run") }
 
         var result = ResultLine(scenario: "latency")
@@ -385,6 +420,7 @@ struct Latency: AsyncParsableCommand {
         result.add("p99_us", p99, decimals: 1)
         result.add("p999_us", p999, decimals: 1)
         result.add("max_us", maximum, decimals: 1)
+        result.add("foreign", foreign)
         result.add("dropped_connections", dropped)
         result.emit()
         return dropped > 0 ? 1 : 0
@@ -436,8 +472,9 @@ struct Idle: AsyncParsableCommand {
         let keepAlive = UInt16(keepAlive)
         let connector = try Connector(group: group, host: host, port: port, role: .idle)
         let limit = openFileLimit()
-        say("idle: \(connections) connections in batches of \(batch), keep-alive \(keepAlive) s, "
-            + "against \(host):\(port) (open-file limit \(limit))")
+        say(
+            "idle: \(connections) connections in batches of \(batch), keep-alive \(keepAlive) s, "
+                + "against \(host):\(port) (open-file limit \(limit))")
         if limit < connections + 64 {
             warn("idle: the open-file limit \(limit) is below the \(connections) connections asked for")
         }
@@ -472,7 +509,9 @@ struct Idle: AsyncParsableCommand {
         say("idle: all handshakes done in \(fixed(connectSeconds, 2)) s; holding for \(hold) s")
         say("CONNECTED \(clients.count)")
 
-        try await sleep(until: NIODeadline.now() + .nanoseconds(Int64(hold * 1e9)), on: group)
+        if !clients.isEmpty {
+            try await sleep(until: NIODeadline.now() + .nanoseconds(Int64(hold * 1e9)), on: group)
+        }
         let dropped = try await countDropped(clients, on: group)
         try await disconnectAll(clients.map { $0.disconnect() }, on: group)
         say("idle: closed; \(clients.count - dropped) connections were still open at the end of the hold")
