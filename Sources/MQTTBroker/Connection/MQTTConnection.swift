@@ -51,6 +51,12 @@ public final class MQTTConnection: @unchecked Sendable {
     private var inboundAliases: [UInt16: String] = [:]
     private var outboundAliases: [String: UInt16] = [:]
 
+    /// The publishes of the current read, delivered together when the read is done.
+    private var batch = PublishBatch()
+    /// Subscriber connections that this read gave something to send, and whether each needs a
+    /// hop scheduled; drained when the read ends.
+    private var wakes: [(MQTTConnection, Bool)] = []
+
     /// Inbound QoS 1 and 2 publishes not yet acknowledged (waiting on the store).
     private var unacknowledged = 0
     private var waitingForWritability = false
@@ -110,7 +116,29 @@ public final class MQTTConnection: @unchecked Sendable {
         } catch {
             failed(MQTTCodecError.malformed("\(error)"))
         }
+        deliverBatch()
         flushPending()
+        wakeSubscribers()
+    }
+
+    private func deliverBatch() {
+        guard !batch.isEmpty else { return }
+        broker.deliver(&batch) { wakes.append(($0, $1)) }
+    }
+
+    /// Subscribers on this loop drain now, once per read rather than once per loop iteration, so
+    /// a busy loop cannot starve them; subscribers on other loops get one hop each.
+    private func wakeSubscribers() {
+        guard !wakes.isEmpty else { return }
+        let connections = wakes
+        wakes.removeAll(keepingCapacity: true)
+        for (connection, newlyDue) in connections {
+            if connection.eventLoop === eventLoop {
+                connection.drain()
+            } else if newlyDue {
+                connection.scheduleDrain()
+            }
+        }
     }
 
     private func handle(_ packet: MQTTPacket) {
@@ -330,7 +358,7 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         let message = BrokerMessage(publish: publish, topic: topic, publisherId: clientId, now: eventLoop.now)
         guard let id = publish.packetId else {
-            broker.publish(message, from: session) { _ in }
+            broker.route(message, into: &batch, completion: nil)
             return
         }
         if publish.qos == .exactlyOnce {
@@ -342,7 +370,7 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         unacknowledged += 1
         let qos = publish.qos
-        broker.publish(message, from: session) { [self] matched in
+        broker.route(message, into: &batch) { [self] matched in
             if eventLoop.inEventLoop {
                 acknowledge(id, qos: qos, matched: matched)
             } else {
@@ -454,16 +482,14 @@ public final class MQTTConnection: @unchecked Sendable {
                 let delivery = Delivery(
                     message: message, qos: min(message.qos, subscription.options.qos), retain: true,
                     subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], sequence: 0)
-                let outcome = session.enqueue(delivery, limit: broker.configuration.maxQueuedMessages) { identity in
-                    broker.authorizer.authorize(identity, .receive(topic: message.topic))
+                let (results, wake, newlyDue) = session.enqueue([delivery], limit: broker.configuration.maxQueuedMessages) {
+                    broker.authorizer.authorize($0, .receive(topic: $1))
                 }
-                if case .queued(let wake, _, let stored) = outcome {
-                    if let stored {
-                        broker.storeChange(.enqueue(clientId: session.clientId, sequence: stored, message: message.stored(),
-                                                    qos: delivery.qos, subscriptionIdentifiers: delivery.subscriptionIdentifiers))
-                    }
-                    wake?.scheduleDrain()
+                if case .queued(_, let stored?) = results.first {
+                    broker.storeChange(.enqueue(clientId: session.clientId, sequence: stored, message: message.stored(),
+                                                qos: delivery.qos, subscriptionIdentifiers: delivery.subscriptionIdentifiers))
                 }
+                if let wake { wakes.append((wake, newlyDue)) }
             }
         }
     }
@@ -511,7 +537,7 @@ public final class MQTTConnection: @unchecked Sendable {
             waitingForWritability = true
             return
         }
-        let budget = 256
+        let budget = 1024
         var batch: [(Delivery, UInt16?)] = []
         var expired: [UInt64] = []
         var more = false
@@ -663,15 +689,25 @@ public final class MQTTConnection: @unchecked Sendable {
 
     private func closeAfterFlush() {
         flushPending()
-        let transport = self.transport
         state = .closed
+        releaseSession()
         transport?.flushAndClose()
     }
 
     private func close() {
         flushPending()
         state = .closed
+        releaseSession()
         transport?.close()
+    }
+
+    /// Gives the session back to the broker as soon as the connection is over, before the socket
+    /// has finished closing, so that a client reconnecting at once sees the session as it should
+    /// be (gone after a clean DISCONNECT, say).
+    private func releaseSession() {
+        guard let session else { return }
+        self.session = nil
+        broker.detach(self, from: session, will: publishWillOnClose ? willMessage() : nil, willDelay: willDelay)
     }
 
     /// Another connection took over this session [MQTT-3.1.4-3].
@@ -722,9 +758,7 @@ public final class MQTTConnection: @unchecked Sendable {
         state = .closed
         keepAliveTask?.cancel()
         connectTimeoutTask?.cancel()
-        if let session {
-            broker.detach(self, from: session, will: publishWillOnClose ? willMessage() : nil, willDelay: willDelay)
-        }
+        releaseSession()
         if admitted { broker.release(self) }
         transport = nil
         closedPromise?.succeed(())

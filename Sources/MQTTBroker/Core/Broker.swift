@@ -4,6 +4,28 @@ import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
 
+/// Messages routed and not yet delivered, grouped by the session they go to, so that delivery
+/// takes each session's lock once per batch and the store commits once.
+struct PublishBatch {
+    struct Message {
+        let message: BrokerMessage
+        let completion: (@Sendable (Int) -> Void)?
+    }
+
+    struct Target {
+        let session: Session
+        /// Each delivery, with the index of its message in `messages`.
+        var deliveries: [(Delivery, Int)]
+    }
+
+    var messages: [Message] = []
+    var sessions: [Target] = []
+    var positions: [ObjectIdentifier: Int] = [:]
+    var changes: [BrokerStoreChange] = []
+
+    var isEmpty: Bool { messages.isEmpty }
+}
+
 /// The state shared by all connections: sessions, the subscription index, retained messages and
 /// the timers for wills and session expiry.
 ///
@@ -27,7 +49,7 @@ public final class Broker: @unchecked Sendable {
 
     private let stateLock = NIOLock()
     private var state = State()
-    private let indexLock = NIOLock()
+    private let indexLock = ReadWriteLock()
     private let index = SubscriptionIndex()
     private let retainedLock = NIOLock()
     private var retained: [String: BrokerMessage] = [:]
@@ -220,7 +242,7 @@ public final class Broker: @unchecked Sendable {
             session.inflight = [:]
             return (filters, will, session.expiryInterval > 0)
         }
-        indexLock.withLock {
+        indexLock.withWriteLock {
             for filter in filters { index.remove(session, filter) }
             metrics.subscriptions.record(index.count)
         }
@@ -236,7 +258,7 @@ public final class Broker: @unchecked Sendable {
         session.lock.withLock {
             for subscription in subscriptions { session.subscriptions[subscription.filter.raw] = subscription }
         }
-        let existed = indexLock.withLock {
+        let existed = indexLock.withWriteLock {
             defer { metrics.subscriptions.record(index.count) }
             return subscriptions.map { index.insert(session, $0) }
         }
@@ -249,7 +271,7 @@ public final class Broker: @unchecked Sendable {
         let removed: [TopicFilter?] = session.lock.withLock {
             filters.map { session.subscriptions.removeValue(forKey: $0)?.filter }
         }
-        let result = indexLock.withLock {
+        let result = indexLock.withWriteLock {
             defer { metrics.subscriptions.record(index.count) }
             return removed.map { filter in filter.map { index.remove(session, $0) } ?? false }
         }
@@ -259,52 +281,90 @@ public final class Broker: @unchecked Sendable {
 
     // MARK: Publishing
 
-    /// Routes a message to every matching session and keeps it if it is retained.
+    /// Routes one message and delivers it at once; see ``PublishBatch`` for the batched path.
     /// `completion` runs once everything the message changed is durable, with the number of
     /// sessions it went to; the caller acknowledges the publisher then.
     func publish(_ message: BrokerMessage, from publisher: Session?, completion: @escaping @Sendable (Int) -> Void) {
-        var changes: [BrokerStoreChange] = []
-        if message.retain {
-            changes.append(setRetained(message))
+        var batch = PublishBatch()
+        route(message, into: &batch, completion: completion)
+        deliver(&batch) { connection, newlyDue in
+            if newlyDue { connection.scheduleDrain() }
         }
-        let matches = indexLock.withLock { index.match(topic: message.topic, publisherId: message.publisherId) }
-        var delivered = 0
+    }
+
+    /// Finds the subscribers of a message and keeps it if it is retained. Nothing is delivered
+    /// until ``deliver(_:wake:)``.
+    func route(_ message: BrokerMessage, into batch: inout PublishBatch, completion: (@Sendable (Int) -> Void)?) {
+        if message.retain {
+            batch.changes.append(setRetained(message))
+        }
+        let matches = indexLock.withReadLock { index.match(topic: message.topic, publisherId: message.publisherId) }
+        let entry = batch.messages.count
+        batch.messages.append(.init(message: message, completion: completion))
+        for match in matches {
+            let key = ObjectIdentifier(match.session)
+            let delivery = Delivery(
+                message: message, qos: min(message.qos, match.qos), retain: match.retainAsPublished && message.retain,
+                subscriptionIdentifiers: match.identifiers, sequence: 0)
+            if let position = batch.positions[key] {
+                batch.sessions[position].deliveries.append((delivery, entry))
+            } else {
+                batch.positions[key] = batch.sessions.count
+                batch.sessions.append(.init(session: match.session, deliveries: [(delivery, entry)]))
+            }
+        }
+    }
+
+    /// Delivers a batch: one lock per subscriber session, one store commit, then the
+    /// completions in order. `wake` gets each connection that has something to send, and
+    /// whether this call made a drain due (so a hop to another loop is needed).
+    func deliver(_ batch: inout PublishBatch, wake: (MQTTConnection, Bool) -> Void) {
+        guard !batch.messages.isEmpty else { return }
         let limit = configuration.maxQueuedMessages
         let authorizer = self.authorizer
-        for match in matches {
-            let qos = min(message.qos, match.qos)
-            let delivery = Delivery(
-                message: message, qos: qos, retain: match.retainAsPublished && message.retain,
-                subscriptionIdentifiers: match.identifiers, sequence: 0)
-            let outcome = match.session.enqueue(delivery, limit: limit) { identity in
-                authorizer.authorize(identity, .receive(topic: message.topic))
+        var changes = batch.changes
+        var counts = [Int](repeating: 0, count: batch.messages.count)
+        var queueFull = 0
+        var denied = 0
+        for target in batch.sessions {
+            let session = target.session
+            let (results, connection, newlyDue) = session.enqueue(target.deliveries.map(\.0), limit: limit) { identity, topic in
+                authorizer.authorize(identity, .receive(topic: topic))
             }
-            switch outcome {
-            case .denied:
-                metrics.drop(.notAuthorized)
-            case .dropped:
-                metrics.drop(.queueFull)
-            case .queued(let wake, let dropped, let stored):
-                delivered += 1
-                if let dropped {
-                    metrics.drop(.queueFull)
-                    if dropped.sequence != 0 {
-                        changes.append(.removeMessage(clientId: match.session.clientId, sequence: dropped.sequence))
+            for (result, (delivery, entry)) in zip(results, target.deliveries) {
+                switch result {
+                case .denied:
+                    denied += 1
+                case .dropped:
+                    queueFull += 1
+                case .queued(let displaced, let stored):
+                    counts[entry] += 1
+                    if let displaced {
+                        queueFull += 1
+                        if displaced.sequence != 0 {
+                            changes.append(.removeMessage(clientId: session.clientId, sequence: displaced.sequence))
+                        }
+                    }
+                    if let stored {
+                        changes.append(.enqueue(
+                            clientId: session.clientId, sequence: stored, message: delivery.message.stored(),
+                            qos: delivery.qos, subscriptionIdentifiers: delivery.subscriptionIdentifiers))
                     }
                 }
-                if let stored {
-                    changes.append(.enqueue(
-                        clientId: match.session.clientId, sequence: stored, message: message.stored(),
-                        qos: qos, subscriptionIdentifiers: match.identifiers))
-                }
-                wake?.scheduleDrain()
             }
+            if let connection { wake(connection, newlyDue) }
         }
-        let count = delivered
+        if queueFull > 0 { metrics.drop(.queueFull, count: queueFull) }
+        if denied > 0 { metrics.drop(.notAuthorized, count: denied) }
+        let completions = zip(batch.messages, counts).compactMap { entry, count in entry.completion.map { ($0, count) } }
+        batch = PublishBatch()
+        guard !completions.isEmpty || !changes.isEmpty else { return }
         if changes.isEmpty {
-            completion(count)
+            for (completion, count) in completions { completion(count) }
         } else {
-            store.commit(changes) { _ in completion(count) }
+            store.commit(changes) { _ in
+                for (completion, count) in completions { completion(count) }
+            }
         }
     }
 
@@ -422,16 +482,34 @@ public final class Broker: @unchecked Sendable {
 extension Session {
     var isPersistentLocked: Bool { lock.withLock { expiryInterval > 0 } }
 
-    enum EnqueueOutcome {
+    enum EnqueueResult {
         case denied
         case dropped
-        case queued(wake: MQTTConnection?, dropped: Delivery?, storedSequence: UInt64?)
+        /// Queued; `displaced` is a QoS 0 message pushed out to make room, `stored` the
+        /// sequence under which a QoS 1/2 message for a persistent session is stored.
+        case queued(displaced: Delivery?, stored: UInt64?)
     }
 
-    func enqueue(_ delivery: Delivery, limit: Int, authorize: (ClientIdentity) -> Bool) -> EnqueueOutcome {
+    /// Queues deliveries under one acquisition of the lock. Returns what became of each, the
+    /// connection that has something to send, and whether its drain became due just now (a
+    /// publisher on another loop must then schedule it; one on the same loop drains it anyway).
+    func enqueue(
+        _ deliveries: [Delivery], limit: Int, authorize: (ClientIdentity, String) -> Bool
+    ) -> ([EnqueueResult], MQTTConnection?, Bool) {
         lock.withLock {
+            let results = deliveries.map { enqueueLocked($0, limit: limit, authorize: authorize) }
+            guard !queue.isEmpty, let connection else { return (results, nil, false) }
+            let newlyDue = !drainScheduled
+            drainScheduled = true
+            return (results, connection, newlyDue)
+        }
+    }
+
+    /// Caller holds `lock`.
+    private func enqueueLocked(_ delivery: Delivery, limit: Int, authorize: (ClientIdentity, String) -> Bool) -> EnqueueResult {
+        do {
             guard !ended else { return .dropped }
-            guard authorize(identity) else { return .denied }
+            guard authorize(identity, delivery.message.topic) else { return .denied }
             var delivery = delivery
             var stored: UInt64?
             if delivery.qos != .atMostOnce && expiryInterval > 0 {
@@ -455,12 +533,7 @@ extension Session {
             }
             queue.append(delivery)
             if delivery.qos == .atMostOnce { queuedQoS0 += 1 }
-            var wake: MQTTConnection?
-            if let connection, !drainScheduled {
-                drainScheduled = true
-                wake = connection
-            }
-            return .queued(wake: wake, dropped: dropped, storedSequence: stored)
+            return .queued(displaced: dropped, stored: stored)
         }
     }
 }

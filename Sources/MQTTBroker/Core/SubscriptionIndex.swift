@@ -1,4 +1,5 @@
 import MQTTCodec
+import NIOConcurrencyHelpers
 
 /// One subscription of a session.
 public struct Subscription: Sendable, Hashable {
@@ -23,7 +24,9 @@ struct MatchedSubscriber {
 }
 
 /// Finds the subscribers of a topic. Exact filters sit in a hash map and wildcard filters in a
-/// trie of levels, as emqx does. Not thread-safe: the broker guards it with a lock.
+/// trie of levels, as emqx does. Not thread-safe: the broker guards it with a reader-writer
+/// lock. `match` only reads the structure; the round-robin position of each shared group lives
+/// in a counter with its own lock, so matches can run side by side.
 final class SubscriptionIndex {
     fileprivate struct Entry {
         let session: Session
@@ -49,7 +52,7 @@ final class SubscriptionIndex {
     private struct SharedGroup {
         var members: [ObjectIdentifier: Entry] = [:]
         var order: [ObjectIdentifier] = []
-        var next = 0
+        let next = NIOLockedValueBox(0)
     }
 
     private var exact: [String: [ObjectIdentifier: Entry]] = [:]
@@ -129,6 +132,7 @@ final class SubscriptionIndex {
     /// The sessions that receive a message on `topic`. A session subscribed by No Local is left
     /// out when it is the publisher. One member of each matching shared group is chosen, in turn.
     func match(topic: String, publisherId: String?) -> [MatchedSubscriber] {
+        // Only reads `self`; see the type's comment.
         var result: [MatchedSubscriber] = []
         var positions: [ObjectIdentifier: Int]? = nil
         var sources = 0
@@ -158,25 +162,30 @@ final class SubscriptionIndex {
         }
 
         if let entries = exact[topic] { add(entries) }
-        if !root.children.isEmpty || !root.hashEntries.isEmpty {
+        if root.children.isEmpty {
+            // Only `#` at the top: no need to split the topic.
+            if topic.utf8.first != UInt8(ascii: "$") { add(root.hashEntries) }
+        } else {
             let levels = topic.split(separator: "/", omittingEmptySubsequences: false)
             let dollar = topic.utf8.first == UInt8(ascii: "$")
             Self.walk(root, levels: levels[...], isRoot: true, dollar: dollar, add: add)
         }
         if !shared.isEmpty {
-            for key in shared.keys where TopicFilter.matches(filter: key.filter, topic: topic) {
-                var group = shared[key]!
+            for (key, group) in shared where TopicFilter.matches(filter: key.filter, topic: topic) {
                 guard !group.order.isEmpty else { continue }
                 // Round robin over the members, skipping the publisher when it asked for No Local.
-                for _ in 0..<group.order.count {
-                    let member = group.order[group.next % group.order.count]
-                    group.next = (group.next + 1) % group.order.count
+                let count = group.order.count
+                let start = group.next.withLockedValue { next in
+                    defer { next = (next + 1) % count }
+                    return next % count
+                }
+                for offset in 0..<count {
+                    let member = group.order[(start + offset) % count]
                     let entry = group.members[member]!
                     if entry.options.noLocal, let publisherId, entry.session.clientId == publisherId { continue }
                     add([member: entry])
                     break
                 }
-                shared[key] = group
             }
         }
         return result
