@@ -57,8 +57,9 @@ public final class MQTTConnection: @unchecked Sendable {
     /// hop scheduled; drained when the read ends.
     private var wakes: [(MQTTConnection, Bool)] = []
 
-    /// Inbound QoS 1 and 2 publishes not yet acknowledged (waiting on the store).
-    private var unacknowledged = 0
+    /// Inbound QoS 1 publishes not yet acknowledged (routed in this read, or waiting on the
+    /// store). QoS 2 ones are counted by the session's inbound set from receipt to PUBREL.
+    private var pendingQoS1 = 0
     private var waitingForWritability = false
 
     public init(
@@ -340,7 +341,7 @@ public final class MQTTConnection: @unchecked Sendable {
             }
         }
         if publish.qos != .atMostOnce {
-            let inFlight = unacknowledged + session.lock.withLock { session.inboundQoS2.count }
+            let inFlight = pendingQoS1 + session.lock.withLock { session.inboundQoS2.count }
             if inFlight >= Int(broker.configuration.receiveMaximum) {
                 return protocolViolation(.receiveMaximumExceeded, "more than \(broker.configuration.receiveMaximum) unacknowledged publishes")
             }
@@ -368,7 +369,7 @@ public final class MQTTConnection: @unchecked Sendable {
             }
             if persistent { broker.persist(session) }
         }
-        unacknowledged += 1
+        if publish.qos == .atLeastOnce { pendingQoS1 += 1 }
         let qos = publish.qos
         broker.route(message, into: &batch) { [self] matched in
             if eventLoop.inEventLoop {
@@ -384,7 +385,7 @@ public final class MQTTConnection: @unchecked Sendable {
 
     /// Sends PUBACK or PUBREC once the message is routed and durable.
     private func acknowledge(_ id: UInt16, qos: MQTTQoS, matched: Int) {
-        unacknowledged -= 1
+        if qos == .atLeastOnce { pendingQoS1 -= 1 }
         guard state == .connected else { return }
         let code: ReasonCode = matched == 0 && version == .v5 ? .noMatchingSubscribers : .success
         let ack = PublishAckPacket(packetId: id, reasonCode: code)
