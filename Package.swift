@@ -111,8 +111,12 @@ let package = Package(
         .testTarget(
             name: "DroverAppTests",
             dependencies: [
-                "DroverApp",
+                "DroverApp", "DroverHTTP", "MQTTBroker",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -38,7 +38,7 @@ public enum DroverHTTPServer {
         let maxFrame = max(broker.configuration.maxPacketSize, 1 << 14)
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(configuration: .init(maxFrameSize: maxFrame)) { request, channel, _ in
+            server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: maxFrame))) { request, channel, _ in
                 guard request.path?.split(separator: "?").first == "/mqtt" else { return .dontUpgrade }
                 // [MQTT-6.0.0-3] The client offers the "mqtt" subprotocol; we answer with it.
                 let offered = request.headerFields[.secWebSocketProtocol]?

@@ -50,6 +50,9 @@ final class WebSocketMQTTBridge: MQTTTransport, @unchecked Sendable {
         output.yield(.close)
     }
 
+    /// WebSocket publishers are throttled by the hop per frame; reading is not paused.
+    func setReading(_ enabled: Bool) {}
+
     func written(_ count: Int) {
         let wasWritable = isWritable
         buffered -= count

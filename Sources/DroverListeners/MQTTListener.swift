@@ -38,25 +38,18 @@ public final class MQTTListener: Service {
     private let configuration: MQTTListenerConfiguration
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let bound: EventLoopPromise<SocketAddress>
 
     public init(broker: Broker, configuration: MQTTListenerConfiguration, group: any EventLoopGroup, logger: Logger) {
         self.broker = broker
         self.configuration = configuration
         self.group = group
         self.logger = logger
-        self.bound = group.next().makePromise()
     }
-
-    /// The address the listener is bound to, once it is.
-    public var boundAddress: EventLoopFuture<SocketAddress> { bound.futureResult }
 
     public func run() async throws {
         let broker = self.broker
         let listener = configuration.listenerInfo
-        let channel: any Channel
-        do {
-            channel = try await ServerBootstrap(group: group)
+        let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -69,11 +62,6 @@ public final class MQTTListener: Service {
                 }
                 .bind(host: configuration.host, port: configuration.port)
                 .get()
-        } catch {
-            bound.fail(error)
-            throw error
-        }
-        if let address = channel.localAddress { bound.succeed(address) }
         logger.notice("MQTT listener ready", metadata: [
             "listener": "\(configuration.name)", "address": "\(configuration.host):\(channel.localAddress?.port ?? 0)",
             "anonymous": "\(listener.allowAnonymous)",

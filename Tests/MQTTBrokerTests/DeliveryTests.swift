@@ -252,6 +252,38 @@ struct DeliveryTests {
         #expect(try sub.publishes().map(\.text) == ["small"])
     }
 
+    @Test("QoS 1 into a full queue: kept in the overflow allowance (no loss), and the publisher stops reading")
+    func qos1Backpressure() throws {
+        let loop = EmbeddedEventLoop()
+        let broker = try makeBroker(loop) { $0.maxQueuedMessages = 10 }
+        let sub = try TestClient(broker: broker, loop: loop)
+        try sub.connect("sub")
+        _ = try sub.subscribe("t", qos: .atLeastOnce)
+        sub.channel.isWritable = false
+        let pub = try TestClient(broker: broker, loop: loop)
+        try pub.connect("pub")
+        for id in 1...15 { try pub.publish("t", "\(id)", qos: .atLeastOnce, id: UInt16(id)) }
+        #expect(broker.sessionQueueCount("sub") == 15)
+        #expect(pub.autoRead == false)
+        sub.channel.isWritable = true
+        sub.channel.pipeline.fireChannelWritabilityChanged()
+        #expect(try sub.publishes().count == 15)
+        #expect(pub.autoRead == true)
+    }
+
+    @Test("a PUBLISH read together with a later SUBSCRIBE is routed before the subscription exists")
+    func publishThenSubscribeInOneRead() throws {
+        let loop = EmbeddedEventLoop()
+        let client = try TestClient(broker: try makeBroker(loop), loop: loop)
+        try client.connect("c")
+        var bytes = ByteBuffer()
+        MQTTPacket.publish(PublishPacket(topic: "t", payload: ByteBuffer(string: "before"))).encode(version: .v5, into: &bytes)
+        MQTTPacket.subscribe(SubscribePacket(packetId: 1, subscriptions: [.init(filter: "t", options: .init(qos: .atMostOnce))]))
+            .encode(version: .v5, into: &bytes)
+        try client.sendRaw(bytes)
+        #expect(try client.publishes().isEmpty)
+    }
+
     @Test("a slow subscriber: the queue stays bounded and QoS 0 is dropped first")
     func slowSubscriber() throws {
         let loop = EmbeddedEventLoop()

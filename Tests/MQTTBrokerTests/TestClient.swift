@@ -93,6 +93,11 @@ final class TestClient {
     }
 
     var isOpen: Bool { channel.isActive }
+
+    /// The last autoRead value the broker set on this channel (EmbeddedChannel records options).
+    var autoRead: Bool? {
+        channel.options.last { $0.option is ChannelOptions.Types.AutoReadOption }?.value as? Bool
+    }
 }
 
 func makeBroker(_ loop: EmbeddedEventLoop, configure: (inout BrokerConfiguration) -> Void = { _ in },

@@ -18,7 +18,10 @@ public final class MQTTConnection: @unchecked Sendable {
     private var transport: (any MQTTTransport)?
 
     private var state = State.awaitingConnect
-    private var decoder: NIOSingleStepByteToMessageProcessor<MQTTPacketDecoder>
+    private var decoder: MQTTPacketDecoder
+    /// Bytes of a packet not complete yet; nil between packets, so an idle connection keeps no
+    /// read buffer alive.
+    private var inbound: ByteBuffer?
     private var version = MQTTProtocolVersion.v311
     private var session: Session?
     private var identity: ClientIdentity?
@@ -72,9 +75,8 @@ public final class MQTTConnection: @unchecked Sendable {
         self.listener = listener
         self.remoteAddress = remoteAddress
         self.transport = transport
-        self.decoder = NIOSingleStepByteToMessageProcessor(
-            MQTTPacketDecoder(maximumPacketSize: broker.configuration.maxPacketSize), maximumBufferSize: nil)
-        self.out = allocator.buffer(capacity: 256)
+        self.decoder = MQTTPacketDecoder(maximumPacketSize: broker.configuration.maxPacketSize)
+        self.out = allocator.buffer(capacity: 0)
         self.lastActivity = eventLoop.now
     }
 
@@ -99,24 +101,41 @@ public final class MQTTConnection: @unchecked Sendable {
         guard state != .closed else { return }
         broker.metrics.bytesReceived.increment(by: buffer.readableBytes)
         lastActivity = eventLoop.now
+        var bytes: ByteBuffer
+        if var partial = inbound {
+            var buffer = buffer
+            partial.writeBuffer(&buffer)
+            bytes = partial
+        } else {
+            bytes = buffer
+        }
+        inbound = nil
         do {
-            try decoder.process(buffer: buffer) { packet in
-                guard state != .closed else { return }
+            while state != .closed, let packet = try decoder.decode(buffer: &bytes) {
                 if state == .authenticating {
                     // [MQTT-3.1.4-7] Nothing after CONNECT is processed until it is accepted.
                     pending.append(packet)
                     if pending.count > Int(broker.configuration.receiveMaximum) + 16 {
                         throw MQTTCodecError(.receiveMaximumExceeded, "too many packets before CONNACK")
                     }
-                    return
+                    continue
                 }
                 handle(packet)
+            }
+            if bytes.readableBytes > 0 && state != .closed {
+                bytes.discardReadBytes()
+                inbound = bytes
             }
         } catch let error as MQTTCodecError {
             failed(error)
         } catch {
             failed(MQTTCodecError.malformed("\(error)"))
         }
+        finishRead()
+    }
+
+    /// Delivers what the packets just handled published, sends the replies, wakes subscribers.
+    private func finishRead() {
         deliverBatch()
         flushPending()
         wakeSubscribers()
@@ -124,7 +143,35 @@ public final class MQTTConnection: @unchecked Sendable {
 
     private func deliverBatch() {
         guard !batch.isEmpty else { return }
-        broker.deliver(&batch) { wakes.append(($0, $1)) }
+        var congested: [Session] = []
+        broker.deliver(&batch, wake: { wakes.append(($0, $1)) }, congested: { congested.append($0) })
+        if !congested.isEmpty { pauseReading(waitingOn: congested) }
+    }
+
+    // MARK: Backpressure
+
+    private var readingPaused = false
+    private var resumeTask: Scheduled<Void>?
+
+    /// A subscriber's queue is full of QoS 1/2 messages from us: stop reading until it drains
+    /// (or a second has passed), so we do not acknowledge what it would have to drop.
+    private func pauseReading(waitingOn sessions: [Session]) {
+        let limit = broker.configuration.maxQueuedMessages
+        var waiting = false
+        for session in sessions where session.addWaiter(self, limit: limit) { waiting = true }
+        guard waiting, !readingPaused else { return }
+        readingPaused = true
+        transport?.setReading(false)
+        resumeTask = eventLoop.scheduleTask(in: .seconds(1)) { [self] in resumeReading() }
+    }
+
+    /// Called on this connection's loop when a queue it waited on has drained.
+    func resumeReading() {
+        guard readingPaused else { return }
+        readingPaused = false
+        resumeTask?.cancel()
+        resumeTask = nil
+        if state != .closed { transport?.setReading(true) }
     }
 
     /// Subscribers on this loop drain now, once per read rather than once per loop iteration, so
@@ -236,7 +283,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 logger.warning("authentication failed", metadata: ["error": "\(error)"])
                 refuse(.unspecifiedError, "authentication failed")
             }
-            flushPending()
+            finishRead()
         }
     }
 
@@ -447,6 +494,8 @@ public final class MQTTConnection: @unchecked Sendable {
     // MARK: SUBSCRIBE and UNSUBSCRIBE
 
     private func handleSubscribe(_ subscribe: SubscribePacket) {
+        // Publishes that came before this SUBSCRIBE are routed before it takes effect.
+        deliverBatch()
         guard let session, let identity else { return }
         let identifier = subscribe.properties.subscriptionIdentifiers.first
         var codes: [ReasonCode] = []
@@ -483,7 +532,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 let delivery = Delivery(
                     message: message, qos: min(message.qos, subscription.options.qos), retain: true,
                     subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], sequence: 0)
-                let (results, wake, newlyDue) = session.enqueue([delivery], limit: broker.configuration.maxQueuedMessages) {
+                let (results, wake, newlyDue, _) = session.enqueue([delivery], limit: broker.configuration.maxQueuedMessages) {
                     broker.authorizer.authorize($0, .receive(topic: $1))
                 }
                 if case .queued(_, let stored?) = results.first {
@@ -496,6 +545,7 @@ public final class MQTTConnection: @unchecked Sendable {
     }
 
     private func handleUnsubscribe(_ unsubscribe: UnsubscribePacket) {
+        deliverBatch()
         guard let session else { return }
         let removed = broker.unsubscribe(session, unsubscribe.filters)
         let codes: [ReasonCode] = version == .v5 ? removed.map { $0 ? .success : .noSubscriptionExisted } : []
@@ -505,6 +555,7 @@ public final class MQTTConnection: @unchecked Sendable {
     // MARK: DISCONNECT
 
     private func handleDisconnect(_ disconnect: DisconnectPacket) {
+        deliverBatch()
         if version == .v5 {
             if let expiry = disconnect.properties.sessionExpiryInterval, let session {
                 let current = session.lock.withLock { session.expiryInterval }
@@ -541,6 +592,7 @@ public final class MQTTConnection: @unchecked Sendable {
         let budget = 1024
         var batch: [(Delivery, UInt16?)] = []
         var expired: [UInt64] = []
+        var waiters: [MQTTConnection] = []
         var more = false
         let now = eventLoop.now
         let receiveMaximum = clientReceiveMaximum
@@ -564,6 +616,17 @@ public final class MQTTConnection: @unchecked Sendable {
             }
             more = batch.count == budget && !session.queue.isEmpty
             if !more { session.drainScheduled = false }
+            if !session.waiters.isEmpty && session.queue.count <= broker.configuration.maxQueuedMessages / 2 {
+                waiters = session.waiters
+                session.waiters.removeAll()
+            }
+        }
+        for waiter in waiters {
+            if waiter.eventLoop === eventLoop {
+                waiter.resumeReading()
+            } else {
+                waiter.eventLoop.execute { waiter.resumeReading() }
+            }
         }
         if !expired.isEmpty {
             broker.metrics.drop(.expired, count: expired.count)
@@ -571,6 +634,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 broker.storeChange(.removeMessage(clientId: session.clientId, sequence: sequence))
             }
         }
+        out.reserveCapacity(minimumWritableBytes: batch.count * 96)
         for (delivery, packetId) in batch {
             if let packetId, delivery.sequence != 0 {
                 broker.storeChange(.updateDelivery(clientId: session.clientId, sequence: delivery.sequence, state: .sent(packetId: packetId)))
@@ -655,7 +719,7 @@ public final class MQTTConnection: @unchecked Sendable {
         broker.metrics.bytesSent.increment(by: out.readableBytes)
         transport.write(out)
         transport.flush()
-        out = allocator.buffer(capacity: 256)
+        out = allocator.buffer(capacity: 0)
     }
 
     private func problem(_ reason: String) -> MQTTProperties {
@@ -759,6 +823,7 @@ public final class MQTTConnection: @unchecked Sendable {
         state = .closed
         keepAliveTask?.cancel()
         connectTimeoutTask?.cancel()
+        resumeTask?.cancel()
         releaseSession()
         if admitted { broker.release(self) }
         transport = nil

@@ -9,6 +9,8 @@ public protocol MQTTTransport: AnyObject {
     /// Flushes what was written, and closes once it has gone out.
     func flushAndClose()
     func close()
+    /// Stops or resumes reading from the peer (backpressure on a publisher).
+    func setReading(_ enabled: Bool)
 }
 
 /// Runs MQTT on a channel whose inbound and outbound messages are bytes (TCP or TLS).
@@ -86,4 +88,9 @@ public final class MQTTChannelHandler: ChannelInboundHandler, MQTTTransport {
     }
 
     public func close() { context?.close(promise: nil) }
+
+    public func setReading(_ enabled: Bool) {
+        guard let channel = context?.channel else { return }
+        channel.setOption(ChannelOptions.autoRead, value: enabled).whenFailure { _ in }
+    }
 }

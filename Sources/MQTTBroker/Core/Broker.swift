@@ -287,9 +287,9 @@ public final class Broker: @unchecked Sendable {
     func publish(_ message: BrokerMessage, from publisher: Session?, completion: @escaping @Sendable (Int) -> Void) {
         var batch = PublishBatch()
         route(message, into: &batch, completion: completion)
-        deliver(&batch) { connection, newlyDue in
+        deliver(&batch, wake: { connection, newlyDue in
             if newlyDue { connection.scheduleDrain() }
-        }
+        }, congested: { _ in })
     }
 
     /// Finds the subscribers of a message and keeps it if it is retained. Nothing is delivered
@@ -317,8 +317,12 @@ public final class Broker: @unchecked Sendable {
 
     /// Delivers a batch: one lock per subscriber session, one store commit, then the
     /// completions in order. `wake` gets each connection that has something to send, and
-    /// whether this call made a drain due (so a hop to another loop is needed).
-    func deliver(_ batch: inout PublishBatch, wake: (MQTTConnection, Bool) -> Void) {
+    /// whether this call made a drain due (so a hop to another loop is needed). `congested` gets
+    /// each session whose queue is full after taking QoS 1/2 messages: the publisher should stop
+    /// reading until it drains, so that acknowledged messages are not dropped.
+    func deliver(
+        _ batch: inout PublishBatch, wake: (MQTTConnection, Bool) -> Void, congested: (Session) -> Void
+    ) {
         guard !batch.messages.isEmpty else { return }
         let limit = configuration.maxQueuedMessages
         let authorizer = self.authorizer
@@ -328,9 +332,10 @@ public final class Broker: @unchecked Sendable {
         var denied = 0
         for target in batch.sessions {
             let session = target.session
-            let (results, connection, newlyDue) = session.enqueue(target.deliveries.map(\.0), limit: limit) { identity, topic in
-                authorizer.authorize(identity, .receive(topic: topic))
+            let (results, connection, newlyDue, full) = session.enqueue(target.deliveries.map(\.0), limit: limit) {
+                identity, topic in authorizer.authorize(identity, .receive(topic: topic))
             }
+            if full { congested(session) }
             for (result, (delivery, entry)) in zip(results, target.deliveries) {
                 switch result {
                 case .denied:
@@ -491,17 +496,19 @@ extension Session {
     }
 
     /// Queues deliveries under one acquisition of the lock. Returns what became of each, the
-    /// connection that has something to send, and whether its drain became due just now (a
-    /// publisher on another loop must then schedule it; one on the same loop drains it anyway).
+    /// connection that has something to send, whether its drain became due just now (a
+    /// publisher on another loop must then schedule it; one on the same loop drains it anyway),
+    /// and whether QoS 1/2 messages filled the queue (the publisher should pause).
     func enqueue(
         _ deliveries: [Delivery], limit: Int, authorize: (ClientIdentity, String) -> Bool
-    ) -> ([EnqueueResult], MQTTConnection?, Bool) {
+    ) -> ([EnqueueResult], MQTTConnection?, Bool, Bool) {
         lock.withLock {
             let results = deliveries.map { enqueueLocked($0, limit: limit, authorize: authorize) }
-            guard !queue.isEmpty, let connection else { return (results, nil, false) }
+            let full = queue.count >= limit && deliveries.contains { $0.qos != .atMostOnce }
+            guard !queue.isEmpty, let connection else { return (results, nil, false, full) }
             let newlyDue = !drainScheduled
             drainScheduled = true
-            return (results, connection, newlyDue)
+            return (results, connection, newlyDue, full)
         }
     }
 
@@ -521,15 +528,18 @@ extension Session {
             var dropped: Delivery?
             if queue.count >= limit {
                 // Full: QoS 0 goes first. A QoS 0 newcomer is dropped; a QoS 1/2 newcomer pushes out
-                // the oldest queued QoS 0 message, and is dropped itself if there is none.
+                // the oldest queued QoS 0 message.
                 if delivery.qos == .atMostOnce { return .dropped }
                 if queuedQoS0 > 0, let position = queue.firstIndex(where: { $0.qos == .atMostOnce }) {
                     dropped = queue.remove(at: position)
                     queuedQoS0 -= 1
-                } else {
+                } else if queue.count >= 2 * limit {
+                    // Past the overflow allowance: the publishers did not slow down in time.
                     if stored != nil { nextSequence -= 1 }
                     return .dropped
                 }
+                // Otherwise a QoS 1/2 message goes into the overflow allowance (up to twice the
+                // limit) while its publisher pauses reading: backpressure instead of loss.
             }
             queue.append(delivery)
             if delivery.qos == .atMostOnce { queuedQoS0 += 1 }

@@ -38,7 +38,7 @@ public final class Session: @unchecked Sendable {
     var protocolVersion: MQTTProtocolVersion
     var expiryInterval: UInt32
     var subscriptions: [String: Subscription] = [:]
-    var queue = CircularBuffer<Delivery>()
+    var queue = CircularBuffer<Delivery>(initialCapacity: 1)
     var queuedQoS0 = 0
     var inflight: [UInt16: InflightDelivery] = [:]
     var nextPacketId: UInt16 = 1
@@ -47,6 +47,8 @@ public final class Session: @unchecked Sendable {
     /// Inbound QoS 2 packet ids received and not yet released by PUBREL.
     var inboundQoS2: Set<UInt16> = []
     var drainScheduled = false
+    /// Publishers that stopped reading because this queue was full; resumed when it drains.
+    var waiters: [MQTTConnection] = []
     /// A pending delayed will, and the session's expiry timer, while disconnected.
     var willTask: Scheduled<Void>?
     var pendingWill: BrokerMessage?
@@ -61,6 +63,15 @@ public final class Session: @unchecked Sendable {
     }
 
     var isPersistent: Bool { expiryInterval > 0 }
+
+    /// Registers a publisher to resume once the queue has drained; false if it is not full now.
+    func addWaiter(_ connection: MQTTConnection, limit: Int) -> Bool {
+        lock.withLock {
+            guard queue.count >= limit, !ended else { return false }
+            if !waiters.contains(where: { $0 === connection }) { waiters.append(connection) }
+            return true
+        }
+    }
 
     /// Takes a fresh packet id not used by an in-flight message. Caller holds `lock`.
     func allocatePacketId() -> UInt16? {
