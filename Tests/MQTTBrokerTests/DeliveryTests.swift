@@ -271,6 +271,23 @@ struct DeliveryTests {
         #expect(pub.autoRead == true)
     }
 
+    @Test("an offline session's queue holds at most the limit, QoS 1 included")
+    func offlineQueueBound() throws {
+        let loop = EmbeddedEventLoop()
+        let broker = try makeBroker(loop) { $0.maxQueuedMessages = 10 }
+        var properties = MQTTProperties()
+        properties.sessionExpiryInterval = 300
+        let sub = try TestClient(broker: broker, loop: loop)
+        try sub.connect("sub", properties: properties)
+        _ = try sub.subscribe("t", qos: .atLeastOnce)
+        try sub.send(.disconnect(DisconnectPacket()))
+        let pub = try TestClient(broker: broker, loop: loop)
+        try pub.connect("pub")
+        for id in 1...25 { try pub.publish("t", "\(id)", qos: .atLeastOnce, id: UInt16(id)) }
+        #expect(broker.sessionQueueCount("sub") == 10)
+        #expect(pub.autoRead != false, "an offline subscriber must not pause publishers")
+    }
+
     @Test("a PUBLISH read together with a later SUBSCRIBE is routed before the subscription exists")
     func publishThenSubscribeInOneRead() throws {
         let loop = EmbeddedEventLoop()

@@ -34,14 +34,19 @@ public final class MQTTConnection: @unchecked Sendable {
     private var closedPromise: EventLoopPromise<Void>?
 
     // Will: kept as sent, and made a message when it is published, so its expiry starts then.
-    private var will: ConnectPacket.Will?
+    // Boxed: the will and its properties are large, and most connections have none.
+    private final class WillBox {
+        let will: ConnectPacket.Will
+        init(_ will: ConnectPacket.Will) { self.will = will }
+    }
+    private var will: WillBox?
     private var willDelay: UInt32 = 0
     private var publishWillOnClose = true
 
     // Keep-alive
     private var keepAlive: UInt16 = 0
     private var lastActivity: NIODeadline
-    private var keepAliveTask: Scheduled<Void>?
+    private var keepAliveRegistered = false
     private var connectTimeoutTask: Scheduled<Void>?
 
     // What the client asked for in CONNECT.
@@ -254,7 +259,7 @@ public final class MQTTConnection: @unchecked Sendable {
             serverKeepAlive = keepAlive
         }
         if let will = connect.will {
-            self.will = will
+            self.will = WillBox(will)
             willDelay = will.properties.willDelayInterval ?? 0
         }
         guard broker.admit(self) else {
@@ -339,16 +344,17 @@ public final class MQTTConnection: @unchecked Sendable {
 
     private func scheduleKeepAlive() {
         guard keepAlive > 0 else { return }
-        // [MQTT-3.1.2-22] One and a half times the keep-alive with nothing received.
-        let limit = TimeAmount.milliseconds(Int64(keepAlive) * 1500)
-        keepAliveTask = eventLoop.scheduleTask(deadline: lastActivity + limit) { [self] in
-            guard state == .connected else { return }
-            if eventLoop.now >= lastActivity + limit {
-                protocolViolation(.keepAliveTimeout, "keep-alive timeout")
-                flushPending()
-            } else {
-                scheduleKeepAlive()
-            }
+        keepAliveRegistered = true
+        broker.keepAliveSweeper(for: eventLoop).register(self)
+    }
+
+    /// Called by the loop's keep-alive sweep. [MQTT-3.1.2-22] One and a half times the
+    /// keep-alive with nothing received closes the connection.
+    func checkKeepAlive(now: NIODeadline) {
+        guard state == .connected, keepAlive > 0 else { return }
+        if now >= lastActivity + .milliseconds(Int64(keepAlive) * 1500) {
+            protocolViolation(.keepAliveTimeout, "keep-alive timeout")
+            flushPending()
         }
     }
 
@@ -809,7 +815,7 @@ public final class MQTTConnection: @unchecked Sendable {
 
     /// The will as a message, with its expiry starting now.
     private func willMessage() -> BrokerMessage? {
-        guard let will else { return nil }
+        guard let will = will?.will else { return nil }
         return BrokerMessage(
             publish: PublishPacket(qos: will.qos, retain: will.retain, topic: will.topic, properties: will.properties,
                                    payload: will.payload),
@@ -821,7 +827,7 @@ public final class MQTTConnection: @unchecked Sendable {
         guard !cleanedUp else { return }
         cleanedUp = true
         state = .closed
-        keepAliveTask?.cancel()
+        if keepAliveRegistered { broker.keepAliveSweeper(for: eventLoop).unregister(self) }
         connectTimeoutTask?.cancel()
         resumeTask?.cancel()
         releaseSession()

@@ -51,6 +51,7 @@ public final class Broker: @unchecked Sendable {
     private var state = State()
     private let indexLock = ReadWriteLock()
     private let index = SubscriptionIndex()
+    private let sweepers = NIOLockedValueBox<[ObjectIdentifier: KeepAliveSweeper]>([:])
     private let retainedLock = NIOLock()
     private var retained: [String: BrokerMessage] = [:]
 
@@ -74,6 +75,17 @@ public final class Broker: @unchecked Sendable {
     }
 
     // MARK: Connections
+
+    /// The keep-alive sweeper of an event loop, made on first use.
+    func keepAliveSweeper(for eventLoop: any EventLoop) -> KeepAliveSweeper {
+        sweepers.withLockedValue { sweepers in
+            let key = ObjectIdentifier(eventLoop)
+            if let sweeper = sweepers[key] { return sweeper }
+            let sweeper = KeepAliveSweeper(eventLoop: eventLoop)
+            sweepers[key] = sweeper
+            return sweeper
+        }
+    }
 
     /// Counts a new connection in; false when the broker is full or shutting down.
     func admit(_ connection: MQTTConnection) -> Bool {
@@ -504,7 +516,7 @@ extension Session {
     ) -> ([EnqueueResult], MQTTConnection?, Bool, Bool) {
         lock.withLock {
             let results = deliveries.map { enqueueLocked($0, limit: limit, authorize: authorize) }
-            let full = queue.count >= limit && deliveries.contains { $0.qos != .atMostOnce }
+            let full = connection != nil && queue.count >= limit && deliveries.contains { $0.qos != .atMostOnce }
             guard !queue.isEmpty, let connection else { return (results, nil, false, full) }
             let newlyDue = !drainScheduled
             drainScheduled = true
@@ -533,13 +545,14 @@ extension Session {
                 if queuedQoS0 > 0, let position = queue.firstIndex(where: { $0.qos == .atMostOnce }) {
                     dropped = queue.remove(at: position)
                     queuedQoS0 -= 1
-                } else if queue.count >= 2 * limit {
-                    // Past the overflow allowance: the publishers did not slow down in time.
+                } else if connection == nil || queue.count >= 2 * limit {
+                    // Offline, nothing drains the queue: the limit is hard. Online, past the
+                    // overflow allowance: the publishers did not slow down in time.
                     if stored != nil { nextSequence -= 1 }
                     return .dropped
                 }
-                // Otherwise a QoS 1/2 message goes into the overflow allowance (up to twice the
-                // limit) while its publisher pauses reading: backpressure instead of loss.
+                // Otherwise (online) a QoS 1/2 message goes into the overflow allowance, up to
+                // twice the limit, while its publisher pauses reading: backpressure, not loss.
             }
             queue.append(delivery)
             if delivery.qos == .atMostOnce { queuedQoS0 += 1 }
