@@ -46,6 +46,7 @@ public struct DroverConfiguration: Sendable, Hashable {
         "http.allow_anonymous_websocket": { $0.http.allowAnonymous = try bool($1, "http.allow_anonymous_websocket") },
         "limits.max_packet_size": { $0.limits.maxPacketSize = try int($1, "limits.max_packet_size", 64...268_435_460) },
         "limits.max_queued_messages": { $0.limits.maxQueuedMessages = try int($1, "limits.max_queued_messages", 1...10_000_000) },
+        "limits.max_queued_overflow": { $0.limits.maxQueuedOverflow = try int($1, "limits.max_queued_overflow", 0...10_000_000) },
         "limits.receive_maximum": { $0.limits.receiveMaximum = UInt16(try int($1, "limits.receive_maximum", 1...65_535)) },
         "limits.topic_alias_maximum": { $0.limits.topicAliasMaximum = UInt16(try int($1, "limits.topic_alias_maximum", 0...65_535)) },
         "limits.max_keep_alive": { $0.limits.maxKeepAlive = UInt16(try int($1, "limits.max_keep_alive", 1...65_535)) },

@@ -271,6 +271,23 @@ struct DeliveryTests {
         #expect(pub.autoRead == true)
     }
 
+    @Test("the overflow allowance is bounded: past it, QoS 1 is dropped even for a connected subscriber")
+    func overflowBound() throws {
+        let loop = EmbeddedEventLoop()
+        let broker = try makeBroker(loop) {
+            $0.maxQueuedMessages = 10
+            $0.maxQueuedOverflow = 3
+        }
+        let sub = try TestClient(broker: broker, loop: loop)
+        try sub.connect("sub")
+        _ = try sub.subscribe("t", qos: .atLeastOnce)
+        sub.channel.isWritable = false
+        let pub = try TestClient(broker: broker, loop: loop)
+        try pub.connect("pub")
+        for id in 1...20 { try pub.publish("t", "\(id)", qos: .atLeastOnce, id: UInt16(id)) }
+        #expect(broker.sessionQueueCount("sub") == 13)
+    }
+
     @Test("an offline session's queue holds at most the limit, QoS 1 included")
     func offlineQueueBound() throws {
         let loop = EmbeddedEventLoop()

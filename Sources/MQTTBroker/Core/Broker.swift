@@ -344,7 +344,9 @@ public final class Broker: @unchecked Sendable {
         var denied = 0
         for target in batch.sessions {
             let session = target.session
-            let (results, connection, newlyDue, full) = session.enqueue(target.deliveries.map(\.0), limit: limit) {
+            let (results, connection, newlyDue, full) = session.enqueue(
+                target.deliveries.map(\.0), limit: limit, overflow: configuration.maxQueuedOverflow
+            ) {
                 identity, topic in authorizer.authorize(identity, .receive(topic: topic))
             }
             if full { congested(session) }
@@ -512,10 +514,10 @@ extension Session {
     /// publisher on another loop must then schedule it; one on the same loop drains it anyway),
     /// and whether QoS 1/2 messages filled the queue (the publisher should pause).
     func enqueue(
-        _ deliveries: [Delivery], limit: Int, authorize: (ClientIdentity, String) -> Bool
+        _ deliveries: [Delivery], limit: Int, overflow: Int = 0, authorize: (ClientIdentity, String) -> Bool
     ) -> ([EnqueueResult], MQTTConnection?, Bool, Bool) {
         lock.withLock {
-            let results = deliveries.map { enqueueLocked($0, limit: limit, authorize: authorize) }
+            let results = deliveries.map { enqueueLocked($0, limit: limit, overflow: overflow, authorize: authorize) }
             let full = connection != nil && queue.count >= limit && deliveries.contains { $0.qos != .atMostOnce }
             guard !queue.isEmpty, let connection else { return (results, nil, false, full) }
             let newlyDue = !drainScheduled
@@ -525,7 +527,9 @@ extension Session {
     }
 
     /// Caller holds `lock`.
-    private func enqueueLocked(_ delivery: Delivery, limit: Int, authorize: (ClientIdentity, String) -> Bool) -> EnqueueResult {
+    private func enqueueLocked(
+        _ delivery: Delivery, limit: Int, overflow: Int, authorize: (ClientIdentity, String) -> Bool
+    ) -> EnqueueResult {
         do {
             guard !ended else { return .dropped }
             guard authorize(identity, delivery.message.topic) else { return .denied }
@@ -545,14 +549,14 @@ extension Session {
                 if queuedQoS0 > 0, let position = queue.firstIndex(where: { $0.qos == .atMostOnce }) {
                     dropped = queue.remove(at: position)
                     queuedQoS0 -= 1
-                } else if connection == nil || queue.count >= 2 * limit {
+                } else if connection == nil || queue.count >= limit + overflow {
                     // Offline, nothing drains the queue: the limit is hard. Online, past the
                     // overflow allowance: the publishers did not slow down in time.
                     if stored != nil { nextSequence -= 1 }
                     return .dropped
                 }
-                // Otherwise (online) a QoS 1/2 message goes into the overflow allowance, up to
-                // twice the limit, while its publisher pauses reading: backpressure, not loss.
+                // Otherwise (online) a QoS 1/2 message goes into the overflow allowance while its
+                // publisher pauses reading: backpressure, not loss.
             }
             queue.append(delivery)
             if delivery.qos == .atMostOnce { queuedQoS0 += 1 }

@@ -5,6 +5,10 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxPacketSize: Int = 1_048_576
     /// The bound of each session's outbound queue (messages waiting to be sent).
     public var maxQueuedMessages: Int = 1000
+    /// Extra QoS 1/2 messages a connected subscriber's queue may hold beyond `maxQueuedMessages`
+    /// while the publishers feeding it are paused: what they had already sent when they were
+    /// told to stop. Beyond it, and for offline sessions beyond the limit, messages are dropped.
+    public var maxQueuedOverflow: Int = 9000
     /// Our Receive Maximum: the QoS 1 and 2 publishes a client may have unacknowledged with us.
     public var receiveMaximum: UInt16 = 100
     /// Our Topic Alias Maximum for inbound aliases.
