@@ -55,6 +55,9 @@ public final class MQTTListener: Service {
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 128 * 1024))
                 .childChannelOption(.maxMessagesPerRead, value: 4)
+                // Start reads small: an idle device connection then costs ~3.8 KB, not ~5.6 KB
+                // (docs/benchmarks.md). The allocator grows the buffer for busy connections.
+                .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536))
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(MQTTChannelHandler(broker: broker, listener: listener))
