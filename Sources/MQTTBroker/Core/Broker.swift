@@ -178,11 +178,18 @@ public final class Broker: @unchecked Sendable {
     /// the disconnection calls for one.
     func detach(_ connection: MQTTConnection, from session: Session, will: BrokerMessage?, willDelay: UInt32) {
         var toPublish: [BrokerMessage] = []
+        var waiters: [MQTTConnection] = []
+        defer {
+            // Publishers paused on this subscriber go on: nothing will drain its queue now.
+            for waiter in waiters { waiter.eventLoop.execute { waiter.resumeReading() } }
+        }
         stateLock.withLock {
             let owned = session.lock.withLock {
                 guard session.connection === connection else { return false }
                 session.connection = nil
                 session.drainScheduled = false
+                waiters = session.waiters
+                session.waiters.removeAll()
                 return true
             }
             guard owned else { return }
