@@ -37,7 +37,8 @@ struct HTTPTests {
                 for name in [
                     "drover_mqtt_connections{listener=\"mqtt\"}", "drover_mqtt_messages_received_total{qos=\"1\"}",
                     "drover_mqtt_messages_sent_total{qos=\"2\"}", "drover_mqtt_bytes_received_total",
-                    "drover_mqtt_bytes_sent_total", "drover_mqtt_messages_dropped_total{reason=\"queue_full\"}",
+                    "drover_mqtt_bytes_sent_total", "drover_mqtt_payload_bytes_received_total{qos=\"0\"}",
+                    "drover_mqtt_payload_bytes_sent_total{qos=\"1\"}", "drover_mqtt_messages_dropped_total{reason=\"queue_full\"}",
                     "drover_mqtt_sessions", "drover_mqtt_subscriptions", "drover_mqtt_retained_messages",
                 ] {
                     #expect(text.contains(name), "missing \(name)")

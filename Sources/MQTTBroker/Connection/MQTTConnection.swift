@@ -384,7 +384,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 return protocolViolation(.protocolError, "PUBLISH from a client carries a subscription identifier")
             }
         }
-        broker.metrics.messageReceived(publish.qos)
+        broker.metrics.messageReceived(publish.qos, payload: publish.payload.readableBytes)
         if publish.qos == .exactlyOnce, let id = publish.packetId {
             let duplicate = session.lock.withLock { session.inboundQoS2.contains(id) }
             if duplicate {
@@ -710,7 +710,7 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         out.reserveCapacity(minimumWritableBytes: size)
         packet.encode(version: version, into: &out)
-        broker.metrics.messageSent(delivery.qos)
+        broker.metrics.messageSent(delivery.qos, payload: message.payload.readableBytes)
     }
 
     // MARK: Output

@@ -18,6 +18,8 @@ public final class BrokerMetrics: Sendable {
     let sent: [Counter]
     let bytesReceived: Counter
     let bytesSent: Counter
+    let payloadReceived: [Counter]
+    let payloadSent: [Counter]
     let dropped: [DropReason: Counter]
     let connections: [String: Meter]
     let sessions: Gauge
@@ -30,6 +32,12 @@ public final class BrokerMetrics: Sendable {
         }
         sent = (0...2).map {
             Counter(label: "drover_mqtt_messages_sent_total", dimensions: [("qos", "\($0)")], factory: factory)
+        }
+        payloadReceived = (0...2).map {
+            Counter(label: "drover_mqtt_payload_bytes_received_total", dimensions: [("qos", "\($0)")], factory: factory)
+        }
+        payloadSent = (0...2).map {
+            Counter(label: "drover_mqtt_payload_bytes_sent_total", dimensions: [("qos", "\($0)")], factory: factory)
         }
         bytesReceived = Counter(label: "drover_mqtt_bytes_received_total", factory: factory)
         bytesSent = Counter(label: "drover_mqtt_bytes_sent_total", factory: factory)
@@ -53,7 +61,14 @@ public final class BrokerMetrics: Sendable {
     /// Metrics that go nowhere, for tests.
     public static func noop() -> BrokerMetrics { BrokerMetrics(factory: NOOPMetricsHandler.instance) }
 
-    func messageReceived(_ qos: MQTTQoS) { received[Int(qos.rawValue)].increment() }
-    func messageSent(_ qos: MQTTQoS) { sent[Int(qos.rawValue)].increment() }
+    func messageReceived(_ qos: MQTTQoS, payload: Int) {
+        received[Int(qos.rawValue)].increment()
+        payloadReceived[Int(qos.rawValue)].increment(by: payload)
+    }
+
+    func messageSent(_ qos: MQTTQoS, payload: Int) {
+        sent[Int(qos.rawValue)].increment()
+        payloadSent[Int(qos.rawValue)].increment(by: payload)
+    }
     func drop(_ reason: DropReason, count: Int = 1) { dropped[reason]?.increment(by: count) }
 }
