@@ -44,7 +44,7 @@ public struct DroverConfiguration: Sendable, Hashable {
         "http.bind": { $0.http.bind = $1 },
         "http.port": { $0.http.port = try port($1, "http.port") },
         "http.allow_anonymous_websocket": { $0.http.allowAnonymous = try bool($1, "http.allow_anonymous_websocket") },
-        "limits.max_packet_size": { $0.limits.maxPacketSize = try int($1, "limits.max_packet_size", 64...268_435_460) },
+        "limits.max_packet_size": { $0.limits.maxPacketSize = try int($1, "limits.max_packet_size", 64...268_435_455) },
         "limits.max_queued_messages": { $0.limits.maxQueuedMessages = try int($1, "limits.max_queued_messages", 1...10_000_000) },
         "limits.max_queued_overflow": { $0.limits.maxQueuedOverflow = try int($1, "limits.max_queued_overflow", 0...10_000_000) },
         "limits.receive_maximum": { $0.limits.receiveMaximum = UInt16(try int($1, "limits.receive_maximum", 1...65_535)) },

@@ -694,7 +694,8 @@ public final class MQTTConnection: @unchecked Sendable {
             dup: dup, qos: delivery.qos, retain: delivery.retain, topic: topic, packetId: packetId,
             properties: properties, payload: message.payload)
         let size = packet.encodedSize(version: version)
-        if size > clientMaximumPacketSize {
+        // The 4-byte remaining length caps any packet at 268 435 455 bytes of body.
+        if size > clientMaximumPacketSize || packet.remainingLength(version: version) > 268_435_455 {
             // [MQTT-3.1.2-25] Too large for the client: drop it as if it had been delivered.
             broker.metrics.drop(.packetTooLarge)
             if let packetId, let session {

@@ -166,10 +166,6 @@ public final class Broker: @unchecked Sendable {
             previous.takeOver(publishWill: !result.1)
         }
         persist(result.0)
-        if !result.1 && !result.0.isPersistentLocked {
-            // A clean session that replaced a persistent one removes it from the store.
-            store.commit([.deleteSession(clientId: clientId)]) { _ in }
-        }
         for will in wills { publish(will, from: nil) { _ in } }
         return result
     }
@@ -506,8 +502,6 @@ public final class Broker: @unchecked Sendable {
 }
 
 extension Session {
-    var isPersistentLocked: Bool { lock.withLock { expiryInterval > 0 } }
-
     enum EnqueueResult {
         case denied
         case dropped

@@ -62,8 +62,6 @@ public final class Session: @unchecked Sendable {
         self.expiryInterval = expiryInterval
     }
 
-    var isPersistent: Bool { expiryInterval > 0 }
-
     /// Registers a publisher to resume once the queue has drained; false if it is not full now.
     func addWaiter(_ connection: MQTTConnection, limit: Int) -> Bool {
         lock.withLock {
