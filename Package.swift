@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Bytes <-> packets. NIOCore only: no I/O, no policy.
@@ -54,6 +55,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The broker's storage port on SQLite (GRDB, WAL), with group commit.
+        .target(
+            name: "DroverSQLite",
+            dependencies: [
+                "MQTTBroker",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The HTTP port: health, metrics and MQTT over WebSocket.
         .target(
             name: "DroverHTTP",
@@ -69,7 +82,7 @@ let package = Package(
         .target(
             name: "DroverApp",
             dependencies: [
-                "MQTTBroker", "DroverListeners", "DroverHTTP",
+                "MQTTBroker", "DroverListeners", "DroverHTTP", "DroverSQLite",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -106,6 +119,11 @@ let package = Package(
         .testTarget(
             name: "MQTTBrokerTests",
             dependencies: ["MQTTBroker", .product(name: "NIOEmbedded", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DroverSQLiteTests",
+            dependencies: ["DroverSQLite", "MQTTBroker", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

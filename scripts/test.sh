@@ -11,6 +11,7 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
 fi
+scripts/install-build-deps.sh
 scripts/setup-test-env.sh
 
 echo "== swift build"

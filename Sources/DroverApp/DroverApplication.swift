@@ -1,5 +1,6 @@
 import DroverHTTP
 import DroverListeners
+import DroverSQLite
 import Foundation
 import Logging
 import MQTTBroker
@@ -23,9 +24,15 @@ public struct DroverApplication: Sendable {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         let metrics = BrokerMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let store = try Self.makeStore(configuration, logger: logger)
+        let started = ContinuousClock.now
         let broker = try Broker(
-            configuration: configuration.limits, metrics: metrics, timerLoop: eventLoopGroup.next(),
+            configuration: configuration.limits, store: store, metrics: metrics, timerLoop: eventLoopGroup.next(),
             logger: logger)
+        logger.notice("broker state loaded", metadata: [
+            "storage": "\(configuration.storageBackend)", "sessions": "\(broker.sessionCount)",
+            "retained": "\(broker.retainedCount)", "seconds": "\((ContinuousClock.now - started).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 3))))",
+        ])
         self.broker = broker
         var services: [any Service] = []
         if configuration.mqtt.port != 0 {
@@ -67,6 +74,18 @@ public struct DroverApplication: Sendable {
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+
+    static func makeStore(_ configuration: DroverConfiguration, logger: Logger) throws -> any BrokerStore {
+        switch configuration.storageBackend {
+        case "memory":
+            logger.warning("storage.backend is memory: sessions, queued and retained messages are lost when the process stops")
+            return InMemoryBrokerStore()
+        default:
+            let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
+            let path = (configuration.dataDir as NSString).appendingPathComponent("broker.sqlite")
+            return try SQLiteBrokerStore(path: path, durability: durability, logger: logger)
+        }
     }
 
     /// The data directory holds secrets later (the CA key), so it is private to its owner.

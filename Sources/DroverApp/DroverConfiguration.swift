@@ -20,6 +20,11 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var mqtts = Listener(bind: "0.0.0.0", port: 8883, allowAnonymous: false)
     public var http = Listener(bind: "0.0.0.0", port: 8080, allowAnonymous: nil)
     public var limits = BrokerConfiguration()
+    /// `sqlite` (durable, the default) or `memory` (state is lost when the process stops).
+    public var storageBackend = "sqlite"
+    /// `fsync`: every group commit reaches the disk before acknowledgements go out. `normal`: the
+    /// OS decides when; a process crash loses nothing, a power cut can lose the last commits.
+    public var storageDurability = "fsync"
 
     public init() {}
 
@@ -35,6 +40,18 @@ public struct DroverConfiguration: Sendable, Hashable {
                 throw Error(description: "log_level must be one of trace, debug, info, notice, warning, error, critical")
             }
             config.logLevel = value
+        },
+        "storage.backend": { config, value in
+            guard ["sqlite", "memory"].contains(value) else {
+                throw Error(description: "storage.backend must be sqlite or memory, not '\(value)'")
+            }
+            config.storageBackend = value
+        },
+        "storage.durability": { config, value in
+            guard ["fsync", "normal"].contains(value) else {
+                throw Error(description: "storage.durability must be fsync or normal, not '\(value)'")
+            }
+            config.storageDurability = value
         },
         "mqtt.bind": { $0.mqtt.bind = $1 },
         "mqtt.port": { $0.mqtt.port = try port($1, "mqtt.port") },

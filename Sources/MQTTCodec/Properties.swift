@@ -270,3 +270,18 @@ extension MQTTProperties {
         if let sharedSubscriptionAvailable { id(.sharedSubscriptionAvailable); buffer.writeInteger(sharedSubscriptionAvailable) }
     }
 }
+
+extension MQTTProperties {
+    /// The properties in MQTT 5 wire format (length prefix included), e.g. for storage.
+    public func serialized() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        write(to: &buffer)
+        return buffer
+    }
+
+    /// Reads properties written by ``serialized()``, checked against `context`.
+    public init(serialized buffer: ByteBuffer, context: PropertyContext) throws {
+        var buffer = buffer
+        self = try MQTTProperties.decode(from: &buffer, context: context)
+    }
+}

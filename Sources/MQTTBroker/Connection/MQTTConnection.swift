@@ -416,11 +416,9 @@ public final class MQTTConnection: @unchecked Sendable {
             return
         }
         if publish.qos == .exactlyOnce {
-            let persistent = session.lock.withLock {
-                session.inboundQoS2.insert(id)
-                return session.expiryInterval > 0
-            }
-            if persistent { broker.persist(session) }
+            session.lock.withLock { _ = session.inboundQoS2.insert(id) }
+            // The id is stored in the same transaction as the message it guards.
+            if let change = broker.sessionChange(session) { batch.changes.append(change) }
         }
         if publish.qos == .atLeastOnce { pendingQoS1 += 1 }
         let qos = publish.qos
@@ -440,18 +438,42 @@ public final class MQTTConnection: @unchecked Sendable {
     private func acknowledge(_ id: UInt16, qos: MQTTQoS, matched: Int) {
         if qos == .atLeastOnce { pendingQoS1 -= 1 }
         guard state == .connected else { return }
+        if matched < 0 {
+            if qos == .exactlyOnce, let session {
+                // Not accepted after all: a resent PUBLISH must be routed, not deduplicated.
+                session.lock.withLock { _ = session.inboundQoS2.remove(id) }
+            }
+            // The store could not make it durable: say so (MQTT 5), or close without an
+            // acknowledgement so that a 3.1.1 client sends it again.
+            if version == .v5 {
+                let ack = PublishAckPacket(packetId: id, reasonCode: .unspecifiedError, properties: problem("storage failure"))
+                send(qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+            } else {
+                close()
+            }
+            return
+        }
         let code: ReasonCode = matched == 0 && version == .v5 ? .noMatchingSubscribers : .success
         let ack = PublishAckPacket(packetId: id, reasonCode: code)
         send(qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
     }
 
     private func handlePubRel(_ ack: PublishAckPacket) {
+        // Session snapshots must reach the store in the order they were taken: the batch of this
+        // read holds older ones, so it goes first.
+        deliverBatch()
         guard let session else { return }
-        let (known, persistent) = session.lock.withLock {
-            (session.inboundQoS2.remove(ack.packetId) != nil, session.expiryInterval > 0)
+        let known = session.lock.withLock { session.inboundQoS2.remove(ack.packetId) != nil }
+        let pubcomp = MQTTPacket.pubcomp(PublishAckPacket(packetId: ack.packetId, reasonCode: known ? .success : .packetIdentifierNotFound))
+        if known, let change = broker.sessionChange(session) {
+            // PUBCOMP only once the release is durable: after a crash a remembered id would make
+            // the client's next message with that id look like a resend, and it would be lost.
+            flushPending()
+            send(pubcomp)
+            writeAfterStore([change])
+        } else {
+            send(pubcomp)
         }
-        if known && persistent { broker.persist(session) }
-        send(.pubcomp(PublishAckPacket(packetId: ack.packetId, reasonCode: known ? .success : .packetIdentifierNotFound)))
     }
 
     // MARK: Acknowledgements from the client
@@ -484,9 +506,13 @@ public final class MQTTConnection: @unchecked Sendable {
             send(.pubrel(PublishAckPacket(packetId: ack.packetId, reasonCode: version == .v5 ? .packetIdentifierNotFound : .success)))
         case .release(let sequence):
             if sequence != 0 {
-                broker.storeChange(.updateDelivery(clientId: session.clientId, sequence: sequence, state: .released(packetId: ack.packetId)))
+                // PUBREL only once "released" is durable, or a crash would send the PUBLISH again.
+                flushPending()
+                send(.pubrel(PublishAckPacket(packetId: ack.packetId)))
+                writeAfterStore([.updateDelivery(clientId: session.clientId, sequence: sequence, state: .released(packetId: ack.packetId))])
+            } else {
+                send(.pubrel(PublishAckPacket(packetId: ack.packetId)))
             }
-            send(.pubrel(PublishAckPacket(packetId: ack.packetId)))
         case .failed(let sequence):
             if sequence != 0 { broker.storeChange(.removeMessage(clientId: session.clientId, sequence: sequence)) }
             drain()
@@ -634,20 +660,28 @@ public final class MQTTConnection: @unchecked Sendable {
                 waiter.eventLoop.execute { waiter.resumeReading() }
             }
         }
+        var changes: [BrokerStoreChange] = []
         if !expired.isEmpty {
             broker.metrics.drop(.expired, count: expired.count)
             for sequence in expired where sequence != 0 {
-                broker.storeChange(.removeMessage(clientId: session.clientId, sequence: sequence))
+                changes.append(.removeMessage(clientId: session.clientId, sequence: sequence))
             }
         }
         out.reserveCapacity(minimumWritableBytes: batch.count * 96)
         for (delivery, packetId) in batch {
             if let packetId, delivery.sequence != 0 {
-                broker.storeChange(.updateDelivery(clientId: session.clientId, sequence: delivery.sequence, state: .sent(packetId: packetId)))
+                changes.append(.updateDelivery(clientId: session.clientId, sequence: delivery.sequence, state: .sent(packetId: packetId)))
             }
             sendPublish(delivery, packetId: packetId, dup: false, now: now)
         }
-        flushPending()
+        if changes.isEmpty && awaitingStore == 0 {
+            flushPending()
+        } else {
+            // A stored message goes out only once its packet id is durable: after a crash it is
+            // sent again with the same id, which the client recognises [MQTT-4.3.3]. Writes stay
+            // in order behind the store while any are waiting.
+            writeAfterStore(changes)
+        }
         if more { eventLoop.execute { self.drain() } }
     }
 
@@ -716,6 +750,26 @@ public final class MQTTConnection: @unchecked Sendable {
 
     // MARK: Output
 
+    /// Output held back until the store has committed the changes it depends on.
+    private var awaitingStore = 0
+
+    private func writeAfterStore(_ changes: [BrokerStoreChange]) {
+        guard out.readableBytes > 0 || !changes.isEmpty else { return }
+        let held = out
+        out = allocator.buffer(capacity: 0)
+        awaitingStore += 1
+        broker.store.commit(changes) { [self] _ in
+            let write = { [self] in
+                awaitingStore -= 1
+                guard state != .closed, let transport, held.readableBytes > 0 else { return }
+                broker.metrics.bytesSent.increment(by: held.readableBytes)
+                transport.write(held)
+                transport.flush()
+            }
+            if eventLoop.inEventLoop { write() } else { eventLoop.execute(write) }
+        }
+    }
+
     private func send(_ packet: MQTTPacket) {
         guard state != .closed else { return }
         packet.encode(version: version, into: &out)
@@ -778,6 +832,7 @@ public final class MQTTConnection: @unchecked Sendable {
     /// be (gone after a clean DISCONNECT, say).
     private func releaseSession() {
         guard let session else { return }
+        deliverBatch()
         self.session = nil
         broker.detach(self, from: session, will: publishWillOnClose ? willMessage() : nil, willDelay: willDelay)
     }

@@ -153,6 +153,8 @@ public final class Broker: @unchecked Sendable {
             }
             session.lock.withLock {
                 session.connection = connection
+                session.disconnectedAt = nil
+                session.willDueAt = nil
                 session.identity = identity
                 session.protocolVersion = protocolVersion
                 session.expiryInterval = expiryInterval
@@ -175,7 +177,9 @@ public final class Broker: @unchecked Sendable {
     func detach(_ connection: MQTTConnection, from session: Session, will: BrokerMessage?, willDelay: UInt32) {
         var toPublish: [BrokerMessage] = []
         var waiters: [MQTTConnection] = []
+        var persistAfter = false
         defer {
+            if persistAfter { persist(session) }
             // Publishers paused on this subscriber go on: nothing will drain its queue now.
             for waiter in waiters { waiter.eventLoop.execute { waiter.resumeReading() } }
         }
@@ -195,13 +199,17 @@ public final class Broker: @unchecked Sendable {
                 if let pending = endSessionLocked(session) { toPublish.append(pending) }
                 return
             }
+            persistAfter = true
             session.lock.withLock {
+                let now = Date().timeIntervalSince1970
+                session.disconnectedAt = now
                 if let will {
                     let delay = min(willDelay, expiry)
                     if delay == 0 {
                         toPublish.append(will)
                     } else {
                         session.pendingWill = will
+                        session.willDueAt = now + Double(delay)
                         session.willTask = timerLoop.scheduleTask(in: .seconds(Int64(delay))) { [weak self, weak session] in
                             guard let self, let session else { return }
                             self.fireWill(session)
@@ -224,10 +232,14 @@ public final class Broker: @unchecked Sendable {
             defer {
                 session.pendingWill = nil
                 session.willTask = nil
+                session.willDueAt = nil
             }
             return session.connection == nil ? session.pendingWill : nil
         }
-        if let will { publish(will, from: nil) { _ in } }
+        if let will {
+            persist(session)
+            publish(will, from: nil) { _ in }
+        }
     }
 
     private func expire(_ session: Session) {
@@ -384,7 +396,13 @@ public final class Broker: @unchecked Sendable {
         if changes.isEmpty {
             for (completion, count) in completions { completion(count) }
         } else {
-            store.commit(changes) { _ in
+            store.commit(changes) { [logger] result in
+                if case .failure(let error) = result {
+                    // Not durable: the publishers must not be acknowledged (-1 tells them).
+                    logger.error("storage commit failed", metadata: ["error": "\(error)"])
+                    for (completion, _) in completions { completion(-1) }
+                    return
+                }
                 for (completion, count) in completions { completion(count) }
             }
         }
@@ -419,7 +437,20 @@ public final class Broker: @unchecked Sendable {
     // MARK: Storage
 
     func persist(_ session: Session) {
-        let stored: StoredSession? = session.lock.withLock {
+        // Snapshot and queue under the session's lock, so snapshots reach the store in order.
+        session.lock.withLock {
+            if let change = sessionChangeLocked(session) { store.commit([change]) { _ in } }
+        }
+    }
+
+    /// The stored form of a persistent session, as a change; nil for a clean session.
+    func sessionChange(_ session: Session) -> BrokerStoreChange? {
+        session.lock.withLock { sessionChangeLocked(session) }
+    }
+
+    /// Caller holds the session's lock.
+    private func sessionChangeLocked(_ session: Session) -> BrokerStoreChange? {
+        let stored: StoredSession? = {
             guard session.expiryInterval > 0, !session.ended else { return nil }
             return StoredSession(
                 clientId: session.clientId, protocolVersion: session.protocolVersion,
@@ -427,9 +458,10 @@ public final class Broker: @unchecked Sendable {
                 subscriptions: session.subscriptions.values.map {
                     StoredSubscription(filter: $0.filter.raw, options: $0.options, subscriptionIdentifier: $0.identifier)
                 },
-                inboundQoS2: Array(session.inboundQoS2))
-        }
-        if let stored { store.commit([.putSession(stored)]) { _ in } }
+                inboundQoS2: Array(session.inboundQoS2), disconnectedAt: session.disconnectedAt,
+                pendingWill: session.pendingWill?.stored(), willDueAt: session.willDueAt)
+        }()
+        return stored.map { .putSession($0) }
     }
 
     func storeChange(_ change: BrokerStoreChange) {
@@ -446,7 +478,18 @@ public final class Broker: @unchecked Sendable {
             return BrokerMessage(topic: stored.topic, payload: stored.payload, qos: stored.qos, retain: stored.retain,
                                  properties: stored.properties, expiresAt: expiresAt, publisherId: stored.publisherId)
         }
-        for stored in recovered.retained { retained[stored.topic] = message(stored) }
+        for stored in recovered.retained {
+            let restored = message(stored)
+            if !restored.isExpired(at: now) { retained[stored.topic] = restored }
+        }
+        var expiredWhileDown: [String] = []
+        var dueWills: [BrokerMessage] = []
+        defer {
+            if !expiredWhileDown.isEmpty {
+                store.commit(expiredWhileDown.map { .deleteSession(clientId: $0) }) { _ in }
+            }
+            for will in dueWills { publish(will, from: nil) { _ in } }
+        }
         for stored in recovered.sessions {
             let identity = ClientIdentity(clientId: stored.clientId, username: nil,
                                           listener: ListenerInfo(name: "mqtt", isLoopback: true, allowAnonymous: true))
@@ -472,9 +515,36 @@ public final class Broker: @unchecked Sendable {
                     session.nextOrder += 1
                 }
             }
+            // Expiry counts from the disconnection; a session that was connected when the broker
+            // stopped counts from now. One that expired while the broker was down is gone.
+            let since = stored.disconnectedAt ?? wallNow
+            let remaining = Double(stored.expiryInterval) - (wallNow - since)
+            var will = stored.pendingWill.map(message)
+            if stored.expiryInterval != UInt32.max && remaining <= 0 {
+                expiredWhileDown.append(stored.clientId)
+                // [MQTT-3.1.3-9] The session ended: its pending will is due now.
+                if let will { dueWills.append(will) }
+                for subscription in session.subscriptions.values { index.remove(session, subscription.filter) }
+                continue
+            }
+            session.disconnectedAt = since
             state.sessions[stored.clientId] = session
+            if let pending = will, let dueAt = stored.willDueAt {
+                let delay = dueAt - wallNow
+                if delay <= 0 {
+                    dueWills.append(pending)
+                    will = nil
+                } else {
+                    session.pendingWill = pending
+                    session.willDueAt = dueAt
+                    session.willTask = timerLoop.scheduleTask(in: .nanoseconds(Int64(delay * 1e9))) { [weak self, weak session] in
+                        guard let self, let session else { return }
+                        self.fireWill(session)
+                    }
+                }
+            }
             if stored.expiryInterval != UInt32.max {
-                session.expiryTask = timerLoop.scheduleTask(in: .seconds(Int64(stored.expiryInterval))) {
+                session.expiryTask = timerLoop.scheduleTask(in: .nanoseconds(Int64(remaining * 1e9))) {
                     [weak self, weak session] in
                     guard let self, let session else { return }
                     self.expire(session)

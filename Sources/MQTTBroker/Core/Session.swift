@@ -53,6 +53,10 @@ public final class Session: @unchecked Sendable {
     var willTask: Scheduled<Void>?
     var pendingWill: BrokerMessage?
     var expiryTask: Scheduled<Void>?
+    /// Wall-clock seconds when the client went away, and when a pending will is due; stored so
+    /// that expiry and wills carry on across a restart.
+    var disconnectedAt: Double?
+    var willDueAt: Double?
     var ended = false
 
     init(clientId: String, identity: ClientIdentity, protocolVersion: MQTTProtocolVersion, expiryInterval: UInt32) {

@@ -26,7 +26,7 @@ public struct StoredMessage: Sendable, Hashable {
 }
 
 /// One subscription of a persistent session, as stored.
-public struct StoredSubscription: Sendable, Hashable {
+public struct StoredSubscription: Sendable, Hashable, Codable {
     public var filter: String
     public var options: SubscriptionOptions
     public var subscriptionIdentifier: Int?
@@ -46,14 +46,23 @@ public struct StoredSession: Sendable, Hashable {
     public var subscriptions: [StoredSubscription]
     /// Inbound QoS 2 packet ids received and not yet released, so a resent PUBLISH is not routed twice.
     public var inboundQoS2: [UInt16]
+    /// When the client went away (seconds since 1970); nil while connected. Expiry counts from here.
+    public var disconnectedAt: Double?
+    /// A will waiting for its delay, and when it is due (seconds since 1970).
+    public var pendingWill: StoredMessage?
+    public var willDueAt: Double?
 
     public init(clientId: String, protocolVersion: MQTTProtocolVersion, expiryInterval: UInt32,
-                subscriptions: [StoredSubscription], inboundQoS2: [UInt16]) {
+                subscriptions: [StoredSubscription], inboundQoS2: [UInt16], disconnectedAt: Double? = nil,
+                pendingWill: StoredMessage? = nil, willDueAt: Double? = nil) {
         self.clientId = clientId
         self.protocolVersion = protocolVersion
         self.expiryInterval = expiryInterval
         self.subscriptions = subscriptions
         self.inboundQoS2 = inboundQoS2
+        self.disconnectedAt = disconnectedAt
+        self.pendingWill = pendingWill
+        self.willDueAt = willDueAt
     }
 }
 
@@ -89,6 +98,15 @@ public struct RecoveredBrokerState: Sendable {
         public var qos: MQTTQoS
         public var subscriptionIdentifiers: [Int]
         public var state: StoredDeliveryState
+
+        public init(sequence: UInt64, message: StoredMessage, qos: MQTTQoS, subscriptionIdentifiers: [Int],
+                    state: StoredDeliveryState) {
+            self.sequence = sequence
+            self.message = message
+            self.qos = qos
+            self.subscriptionIdentifiers = subscriptionIdentifiers
+            self.state = state
+        }
     }
 
     public var sessions: [StoredSession] = []
