@@ -357,6 +357,10 @@ public final class Broker: @unchecked Sendable {
         var counts = [Int](repeating: 0, count: batch.messages.count)
         var queueFull = 0
         var denied = 0
+        // Subscribers are woken only after this batch's commit is queued: the store commits in
+        // order, so a drain's "sent" update can never reach it before the message's insert.
+        var toWake: [(MQTTConnection, Bool)] = []
+        defer { for (connection, newlyDue) in toWake { wake(connection, newlyDue) } }
         for target in batch.sessions {
             let session = target.session
             let (results, connection, newlyDue, full) = session.enqueue(
@@ -386,7 +390,7 @@ public final class Broker: @unchecked Sendable {
                     }
                 }
             }
-            if let connection { wake(connection, newlyDue) }
+            if let connection { toWake.append((connection, newlyDue)) }
         }
         if queueFull > 0 { metrics.drop(.queueFull, count: queueFull) }
         if denied > 0 { metrics.drop(.notAuthorized, count: denied) }
