@@ -694,7 +694,10 @@ public final class MQTTConnection: @unchecked Sendable {
     /// [MQTT-4.4.0-1] On a resumed session, unacknowledged PUBLISH and PUBREL are sent again, in order.
     private func resendInflight() {
         guard let session else { return }
-        let inflight = session.lock.withLock { session.inflight.sorted { $0.value.order < $1.value.order } }
+        let (inflight, persistent) = session.lock.withLock {
+            (session.inflight.sorted { $0.value.order < $1.value.order }, session.expiryInterval > 0)
+        }
+        guard !inflight.isEmpty else { return }
         let now = eventLoop.now
         for (id, entry) in inflight {
             if entry.released {
@@ -702,6 +705,11 @@ public final class MQTTConnection: @unchecked Sendable {
             } else {
                 sendPublish(entry.delivery, packetId: id, dup: true, now: now)
             }
+        }
+        if persistent {
+            // The previous connection may still have "sent"/"released" states waiting in the
+            // store; these resends go out behind them, or a crash could undo what the client saw.
+            writeAfterStore([])
         }
     }
 
