@@ -56,6 +56,10 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
         if !exists && FileManager.default.fileExists(atPath: marker) {
             throw Error(description: "database \(path) is missing, but this data directory had one (\(marker)); restore it, or remove the marker to start empty")
         }
+        if !exists {
+            // Created private first: SQLite gives its -wal and -shm files the database's mode.
+            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
         var configuration = Configuration()
         configuration.label = "drover.broker"
         let synchronous = durability.mode == .fsync ? "FULL" : "NORMAL"
@@ -73,7 +77,9 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
         if !exists {
             FileManager.default.createFile(atPath: marker, contents: Data(), attributes: [.posixPermissions: 0o600])
         }
-        try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        }
     }
 
     /// An in-memory database, for tests.

@@ -120,11 +120,14 @@ struct SQLiteBrokerStoreTests {
         }
     }
 
-    @Test("the database file is private to its owner (0600)")
-    func permissions() throws {
+    @Test("the database and its WAL files are private to their owner (0600)")
+    func permissions() async throws {
         let path = temporaryPath()
-        _ = try SQLiteBrokerStore(path: path, durability: .fsync, logger: Logger(label: "test"))
-        let attributes = try FileManager.default.attributesOfItem(atPath: path)
-        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        let store = try SQLiteBrokerStore(path: path, durability: .fsync, logger: Logger(label: "test"))
+        try await commit(store, [.putRetained(message("t", "x", retain: true))])
+        for file in [path, path + "-wal", path + "-shm"] {
+            let attributes = try FileManager.default.attributesOfItem(atPath: file)
+            #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600, "\(file)")
+        }
     }
 }
