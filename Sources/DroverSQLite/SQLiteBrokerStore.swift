@@ -58,7 +58,7 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
         }
         if !exists {
             // Created private first: SQLite gives its -wal and -shm files the database's mode.
-            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
         }
         var configuration = Configuration()
         configuration.label = "drover.broker"
@@ -75,7 +75,7 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
             throw Error(description: "cannot open the broker database \(path): \(error)")
         }
         if !exists {
-            FileManager.default.createFile(atPath: marker, contents: Data(), attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: marker, contents: Data(), attributes: [.posixPermissions: 0o600])
         }
         for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
             try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)

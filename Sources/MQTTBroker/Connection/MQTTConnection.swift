@@ -767,15 +767,20 @@ public final class MQTTConnection: @unchecked Sendable {
         out = allocator.buffer(capacity: 0)
         awaitingStore += 1
         broker.store.commit(changes) { [self] _ in
-            let write = { [self] in
-                awaitingStore -= 1
-                guard state != .closed, let transport, held.readableBytes > 0 else { return }
-                broker.metrics.bytesSent.increment(by: held.readableBytes)
-                transport.write(held)
-                transport.flush()
+            if eventLoop.inEventLoop {
+                writeHeld(held)
+            } else {
+                eventLoop.execute { self.writeHeld(held) }
             }
-            if eventLoop.inEventLoop { write() } else { eventLoop.execute(write) }
         }
+    }
+
+    private func writeHeld(_ held: ByteBuffer) {
+        awaitingStore -= 1
+        guard state != .closed, let transport, held.readableBytes > 0 else { return }
+        broker.metrics.bytesSent.increment(by: held.readableBytes)
+        transport.write(held)
+        transport.flush()
     }
 
     private func send(_ packet: MQTTPacket) {
