@@ -64,6 +64,14 @@ public struct DroverConfiguration: Sendable, Hashable {
         "limits.max_packet_size": { $0.limits.maxPacketSize = try int($1, "limits.max_packet_size", 64...268_435_455) },
         "limits.max_queued_messages": { $0.limits.maxQueuedMessages = try int($1, "limits.max_queued_messages", 1...10_000_000) },
         "limits.max_queued_overflow": { $0.limits.maxQueuedOverflow = try int($1, "limits.max_queued_overflow", 0...10_000_000) },
+        "limits.max_queued_bytes": { $0.limits.maxQueuedBytes = try int($1, "limits.max_queued_bytes", 1024...Int(Int32.max)) },
+        "limits.max_total_queued_messages": {
+            $0.limits.maxTotalQueuedMessages = try int($1, "limits.max_total_queued_messages", 1...1_000_000_000)
+        },
+        "limits.max_total_queued_bytes": {
+            $0.limits.maxTotalQueuedBytes = try int($1, "limits.max_total_queued_bytes", 1024...(1 << 50))
+        },
+        "limits.purge_interval": { $0.limits.purgeInterval = try double($1, "limits.purge_interval") },
         "limits.receive_maximum": { $0.limits.receiveMaximum = UInt16(try int($1, "limits.receive_maximum", 1...65_535)) },
         "limits.topic_alias_maximum": { $0.limits.topicAliasMaximum = UInt16(try int($1, "limits.topic_alias_maximum", 0...65_535)) },
         "limits.max_keep_alive": { $0.limits.maxKeepAlive = UInt16(try int($1, "limits.max_keep_alive", 1...65_535)) },

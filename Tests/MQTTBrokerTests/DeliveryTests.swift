@@ -271,7 +271,7 @@ struct DeliveryTests {
         #expect(pub.autoRead == true)
     }
 
-    @Test("the overflow allowance is bounded: past it, QoS 1 is dropped even for a connected subscriber")
+    @Test("the overflow allowance is bounded: past it, QoS 1 is refused with 0x97 even for a connected subscriber")
     func overflowBound() throws {
         let loop = EmbeddedEventLoop()
         let broker = try makeBroker(loop) {
@@ -286,9 +286,11 @@ struct DeliveryTests {
         try pub.connect("pub")
         for id in 1...20 { try pub.publish("t", "\(id)", qos: .atLeastOnce, id: UInt16(id)) }
         #expect(broker.sessionQueueCount("sub") == 13)
+        let codes = try pub.acks().map(\.reasonCode)
+        #expect(codes == Array(repeating: .success, count: 13) + Array(repeating: .quotaExceeded, count: 7))
     }
 
-    @Test("an offline session's queue holds at most the limit, QoS 1 included")
+    @Test("an offline session's queue holds at most the limit; QoS 1 beyond it is refused with 0x97")
     func offlineQueueBound() throws {
         let loop = EmbeddedEventLoop()
         let broker = try makeBroker(loop) { $0.maxQueuedMessages = 10 }
@@ -302,6 +304,8 @@ struct DeliveryTests {
         try pub.connect("pub")
         for id in 1...25 { try pub.publish("t", "\(id)", qos: .atLeastOnce, id: UInt16(id)) }
         #expect(broker.sessionQueueCount("sub") == 10)
+        let codes = try pub.acks().map(\.reasonCode)
+        #expect(codes == Array(repeating: .success, count: 10) + Array(repeating: .quotaExceeded, count: 15))
         #expect(pub.autoRead != false, "an offline subscriber must not pause publishers")
     }
 

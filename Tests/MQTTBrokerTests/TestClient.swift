@@ -55,6 +55,16 @@ final class TestClient {
         try received().compactMap { if case .publish(let p) = $0 { p } else { nil } }
     }
 
+    /// The PUBACKs and PUBRECs the broker has written since the last call, in order.
+    func acks() throws -> [PublishAckPacket] {
+        try received().compactMap {
+            switch $0 {
+            case .puback(let ack), .pubrec(let ack): ack
+            default: nil
+            }
+        }
+    }
+
     @discardableResult
     func connect(
         _ clientId: String, cleanStart: Bool = true, keepAlive: UInt16 = 60, will: ConnectPacket.Will? = nil,

@@ -112,7 +112,9 @@ class Paho:
         self.disconnect_time: float | None = None
         self.subacks: dict[int, list] = {}
         self.unsubacks: dict[int, list] = {}
+        self.pubacks: dict[int, int] = {}  # mid -> PUBACK/PUBREC reason code (int)
         self.c.on_connect = self._on_connect
+        self.c.on_publish = self._on_publish
         self.c.on_connect_fail = self._on_connect_fail
         self.c.on_disconnect = self._on_disconnect
         self.c.on_message = self._on_message
@@ -140,6 +142,11 @@ class Paho:
             self.connected.clear()
             self.disconnected.set()
             self.connect_done.set()
+            self._cv.notify_all()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self._cv:
+            self.pubacks[mid] = int(reason_code.value) if hasattr(reason_code, "value") else int(reason_code)
             self._cv.notify_all()
 
     def _on_message(self, client, userdata, msg):

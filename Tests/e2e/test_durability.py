@@ -38,7 +38,7 @@ import pytest
 import conftest as e2e
 from clients import Paho, PacketTypes, SubscribeOptions, props, uid, wait_until
 from mqtt_raw import (DISCONNECT, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL,
-                      P_RECEIVE_MAXIMUM, P_SESSION_EXPIRY, Closed, Packet, RawClient, ack_packet,
+                      P_MESSAGE_EXPIRY, P_RECEIVE_MAXIMUM, P_SESSION_EXPIRY, Closed, Packet, RawClient, ack_packet,
                       disconnect_packet, disconnect_reason, parse_publish, publish_packet)
 
 HOST = e2e.HOST
@@ -958,3 +958,96 @@ def test_memory_backend_still_works(durable, clients):
     late.subscribe(topic + "/r", options=SubscribeOptions(qos=1))
     assert [(m.payload, m.retain) for m in late.wait_messages(1, 5)] == [(b"kept", True)]
     assert not srv.db_path.exists(), f"the memory backend created {srv.db_path}"
+
+
+# ---------------------------------------------------------------------------------------
+# 8. Limits on what is stored, and the background purge
+# ---------------------------------------------------------------------------------------
+
+def _offline_subscriber(srv, clients, topic: str, qos: int = 1) -> DurableClient:
+    sub = DurableClient(srv.mqtt_port, uid("offline"))
+    clients.append(sub)
+    sub.connect(clean_start=True)
+    sub.subscribe(topic, qos)
+    sub.disconnect()
+    return sub
+
+
+def test_session_byte_limit_refuses_with_quota_exceeded(durable, clients):
+    # Each message counts its topic and payload: 4 of these fit in 4096 bytes, the 5th not.
+    srv = durable(DROVER_LIMITS_MAX_QUEUED_BYTES=4096)
+    topic = uid("bytes")
+    sub = _offline_subscriber(srv, clients, topic)
+    payloads = [bytes([65 + i]) * 1000 for i in range(6)]
+    refused_before = srv.metric("drover_mqtt_publishes_refused_total", reason="quota_exceeded")
+    reasons = publish_all(srv.mqtt_port, topic, payloads, qos=1, window=1)
+    assert reasons == [0, 0, 0, 0, 0x97, 0x97], f"PUBACK reason codes {reasons}"
+    assert srv.metric("drover_mqtt_publishes_refused_total", reason="quota_exceeded") - refused_before == 2
+    assert wait_until(lambda: srv.metric("drover_mqtt_queued_bytes") >= 4 * (1000 + len(topic)), 3)
+
+    # What was acknowledged survives a crash; what was refused was never stored.
+    srv.kill9()
+    srv.start()
+    assert sub.connect(clean_start=False).session_present
+    sub.pump_until(lambda: len(sub.deliveries) >= 4, 10)
+    sub.pump(0.5)
+    assert sub.payloads() == payloads[:4]
+
+    # Once the queue has drained there is room again.
+    sub.disconnect()
+    assert publish_all(srv.mqtt_port, topic, [b"again"], qos=2, window=1) == [0]
+
+
+def test_total_message_limit_across_sessions(durable, clients):
+    srv = durable(DROVER_LIMITS_MAX_TOTAL_QUEUED_MESSAGES=10)
+    topic = uid("total")
+    _offline_subscriber(srv, clients, topic)
+    _offline_subscriber(srv, clients, topic, qos=2)
+    reasons = publish_all(srv.mqtt_port, topic, [b"%d" % i for i in range(7)], qos=2, window=1)
+    # Two sessions: 5 messages fill the broker-wide limit of 10.
+    assert reasons == [0] * 5 + [0x97] * 2, f"PUBREC reason codes {reasons}"
+    assert wait_until(lambda: srv.metric("drover_mqtt_queued_messages") == 10, 3)
+
+
+def test_refused_v311_publish_closes_the_connection_unacknowledged(durable, clients):
+    srv = durable(DROVER_LIMITS_MAX_QUEUED_MESSAGES=1)
+    topic = uid("v311")
+    _offline_subscriber(srv, clients, topic)
+    c = RawClient(srv.mqtt_port)
+    clients.append(c)
+    assert c.connect(uid("pub311"), version=4).reason == 0
+    c.send(publish_packet(topic, b"fits", qos=1, pid=1, v5=False))
+    assert c.expect(PUBACK, 5), "first publish not acknowledged"
+    c.send(publish_packet(topic, b"does not fit", qos=1, pid=2, v5=False))
+    with pytest.raises(Closed):
+        p = c.read_packet(5)
+        raise AssertionError(f"expected the connection to close, got {p!r}")
+
+
+def test_expired_messages_are_purged_from_offline_sessions(durable, clients):
+    srv = durable(DROVER_LIMITS_PURGE_INTERVAL=1)
+    topic = uid("purge")
+    sub = _offline_subscriber(srv, clients, topic)
+    expired_before = srv.metric("drover_mqtt_messages_dropped_total", reason="expired")
+    c = RawClient(srv.mqtt_port)
+    clients.append(c)
+    assert c.connect(uid("pub")).reason == 0
+    for pid in range(1, 31):
+        c.send(publish_packet(topic, b"short-%d" % pid, qos=1, pid=pid, props=[(P_MESSAGE_EXPIRY, 1)]))
+        assert _ack_fields(c.expect(PUBACK, 5)) == (pid, 0)
+    c.send(publish_packet(topic, b"long", qos=1, pid=31))
+    assert _ack_fields(c.expect(PUBACK, 5)) == (31, 0)
+    assert wait_until(lambda: srv.metric("drover_mqtt_queued_messages") == 31, 3)
+
+    # Without the subscriber coming back, the purge takes them out of memory and the store.
+    assert wait_until(lambda: srv.metric("drover_mqtt_queued_messages") == 1, 5), \
+        f"queued messages {srv.metric('drover_mqtt_queued_messages')}"
+    assert srv.metric("drover_mqtt_messages_dropped_total", reason="expired") - expired_before == 30
+    srv.kill9()
+    srv.start()
+    assert wait_until(lambda: srv.metric("drover_mqtt_queued_messages") == 1, 3), \
+        "expired messages came back from the store after a restart"
+    assert sub.connect(clean_start=False).session_present
+    sub.pump_until(lambda: len(sub.deliveries) >= 1, 5)
+    sub.pump(0.5)
+    assert sub.payloads() == [b"long"]

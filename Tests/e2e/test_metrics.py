@@ -21,6 +21,9 @@ REQUIRED = [
     "drover_mqtt_sessions",
     "drover_mqtt_subscriptions",
     "drover_mqtt_retained_messages",
+    "drover_mqtt_publishes_refused_total",
+    "drover_mqtt_queued_messages",
+    "drover_mqtt_queued_bytes",
 ]
 
 

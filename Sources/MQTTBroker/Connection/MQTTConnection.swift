@@ -149,6 +149,10 @@ public final class MQTTConnection: @unchecked Sendable {
     private func deliverBatch() {
         guard !batch.isEmpty else { return }
         var congested: [Session] = []
+        // Taken out first: a completion can run inside deliver (a store that commits at once)
+        // and close this connection, which delivers the batch again.
+        var batch = self.batch
+        self.batch = PublishBatch()
         broker.deliver(&batch, wake: { wakes.append(($0, $1)) }, congested: { congested.append($0) })
         if !congested.isEmpty { pauseReading(waitingOn: congested) }
     }
@@ -422,12 +426,12 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         if publish.qos == .atLeastOnce { pendingQoS1 += 1 }
         let qos = publish.qos
-        broker.route(message, into: &batch) { [self] matched in
+        broker.route(message, into: &batch) { [self] outcome in
             if eventLoop.inEventLoop {
-                acknowledge(id, qos: qos, matched: matched)
+                acknowledge(id, qos: qos, outcome: outcome)
             } else {
                 eventLoop.execute {
-                    self.acknowledge(id, qos: qos, matched: matched)
+                    self.acknowledge(id, qos: qos, outcome: outcome)
                     self.flushPending()
                 }
             }
@@ -435,27 +439,36 @@ public final class MQTTConnection: @unchecked Sendable {
     }
 
     /// Sends PUBACK or PUBREC once the message is routed and durable.
-    private func acknowledge(_ id: UInt16, qos: MQTTQoS, matched: Int) {
+    private func acknowledge(_ id: UInt16, qos: MQTTQoS, outcome: PublishOutcome) {
         if qos == .atLeastOnce { pendingQoS1 -= 1 }
         guard state == .connected else { return }
-        if matched < 0 {
-            if qos == .exactlyOnce, let session {
-                // Not accepted after all: a resent PUBLISH must be routed, not deduplicated.
-                session.lock.withLock { _ = session.inboundQoS2.remove(id) }
-            }
-            // The store could not make it durable: say so (MQTT 5), or close without an
-            // acknowledgement so that a 3.1.1 client sends it again.
-            if version == .v5 {
-                let ack = PublishAckPacket(packetId: id, reasonCode: .unspecifiedError, properties: problem("storage failure"))
-                send(qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
-            } else {
-                close()
-            }
+        let refusal: (ReasonCode, String)? = switch outcome {
+        case .delivered: nil
+        case .quotaExceeded: (.quotaExceeded, "a subscriber's queue is full; publish again later")
+        case .storageFailed: (.unspecifiedError, "storage failure")
+        }
+        guard let (code, reason) = refusal else {
+            let matched = if case .delivered(let count) = outcome { count } else { 0 }
+            let code: ReasonCode = matched == 0 && version == .v5 ? .noMatchingSubscribers : .success
+            let ack = PublishAckPacket(packetId: id, reasonCode: code)
+            send(qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
             return
         }
-        let code: ReasonCode = matched == 0 && version == .v5 ? .noMatchingSubscribers : .success
-        let ack = PublishAckPacket(packetId: id, reasonCode: code)
-        send(qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+        logger.debug("publish refused", metadata: ["client": "\(clientId)", "reason": "\(reason)"])
+        if qos == .exactlyOnce, let session {
+            // Not accepted: a resent PUBLISH must be routed, not deduplicated. The id was stored
+            // with the message, so its removal is stored too.
+            let removed = session.lock.withLock { session.inboundQoS2.remove(id) != nil }
+            if removed, let change = broker.sessionChange(session) { broker.storeChange(change) }
+        }
+        // MQTT 5 says why. A 3.1.1 publish has no negative acknowledgement: close without one,
+        // so that the client sends it again later [MQTT-3.3.5-2].
+        if version == .v5 {
+            let ack = PublishAckPacket(packetId: id, reasonCode: code, properties: problem(reason))
+            send(qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
+        } else {
+            close()
+        }
     }
 
     private func handlePubRel(_ ack: PublishAckPacket) {
@@ -552,8 +565,12 @@ public final class MQTTConnection: @unchecked Sendable {
         var properties = MQTTProperties()
         if codes.contains(where: \.isFailure) { properties = problem("some topic filters were refused") }
         send(.suback(SubAckPacket(packetId: subscribe.packetId, reasonCodes: codes, properties: properties)))
-        // Retained messages follow the SUBACK, as Retain Handling says [MQTT-3.3.1-9..11].
+        // Retained messages follow the SUBACK, as Retain Handling says [MQTT-3.3.1-9..11]. They
+        // get no overflow allowance: no publisher is waiting on them. (Only QoS 0 can be
+        // displaced, and QoS 0 is never stored, so nothing to remove from the store.)
         let now = eventLoop.now
+        var retainedLimits = broker.configuration
+        retainedLimits.maxQueuedOverflow = 0
         for (subscription, existedBefore) in zip(accepted, existed) where subscription.filter.shareGroup == nil {
             switch subscription.options.retainHandling {
             case .doNotSend: continue
@@ -564,7 +581,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 let delivery = Delivery(
                     message: message, qos: min(message.qos, subscription.options.qos), retain: true,
                     subscriptionIdentifiers: subscription.identifier.map { [$0] } ?? [], sequence: 0)
-                let (results, wake, newlyDue, _) = session.enqueue([delivery], limit: broker.configuration.maxQueuedMessages) {
+                let (results, wake, newlyDue, _) = session.enqueue([delivery], limits: retainedLimits) {
                     broker.authorizer.authorize($0, .receive(topic: $1))
                 }
                 if case .queued(_, let stored?) = results.first {
@@ -632,8 +649,7 @@ public final class MQTTConnection: @unchecked Sendable {
             guard session.connection === self else { return }
             while batch.count < budget, let next = session.queue.first {
                 if next.qos != .atMostOnce && session.inflight.count >= receiveMaximum { break }
-                session.queue.removeFirst()
-                if next.qos == .atMostOnce { session.queuedQoS0 -= 1 }
+                session.removeFirst()
                 if next.message.isExpired(at: now) {
                     expired.append(next.sequence)
                     continue

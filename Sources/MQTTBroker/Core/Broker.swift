@@ -9,7 +9,7 @@ import NIOCore
 struct PublishBatch {
     struct Message {
         let message: BrokerMessage
-        let completion: (@Sendable (Int) -> Void)?
+        let completion: (@Sendable (PublishOutcome) -> Void)?
     }
 
     struct Target {
@@ -24,6 +24,16 @@ struct PublishBatch {
     var changes: [BrokerStoreChange] = []
 
     var isEmpty: Bool { messages.isEmpty }
+}
+
+/// What became of a published message, for the publisher's acknowledgement.
+enum PublishOutcome: Sendable, Equatable {
+    /// Queued for this many sessions (0: no subscriber matched), and durable where it must be.
+    case delivered(Int)
+    /// A matching session had no room for it, within its limits or the broker's (0x97).
+    case quotaExceeded
+    /// The store could not make it durable.
+    case storageFailed
 }
 
 /// The state shared by all connections: sessions, the subscription index, retained messages and
@@ -52,6 +62,7 @@ public final class Broker: @unchecked Sendable {
     private let indexLock = ReadWriteLock()
     private let index = SubscriptionIndex()
     private let sweepers = NIOLockedValueBox<[ObjectIdentifier: KeepAliveSweeper]>([:])
+    let queueTotals = QueueTotals()
     private let retainedLock = NIOLock()
     private var retained: [String: BrokerMessage] = [:]
 
@@ -72,6 +83,47 @@ public final class Broker: @unchecked Sendable {
         self.timerLoop = timerLoop
         self.logger = logger
         try recover()
+        startHousekeeping()
+    }
+
+    // MARK: Housekeeping
+
+    private let housekeeping = NIOLockedValueBox<[RepeatedTask]>([])
+
+    /// Once a second: the queue gauges; every `purgeInterval`: expired messages out of every
+    /// session's queue (offline sessions would otherwise hold them until they reconnect).
+    private func startHousekeeping() {
+        let gauges = timerLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [weak self] _ in
+            guard let self else { return }
+            self.metrics.queuedMessages.record(self.queueTotals.messages.load(ordering: .relaxed))
+            self.metrics.queuedBytes.record(self.queueTotals.bytes.load(ordering: .relaxed))
+        }
+        let interval = TimeAmount.milliseconds(Int64(max(0.1, configuration.purgeInterval) * 1000))
+        let purge = timerLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            self?.purgeExpired()
+        }
+        housekeeping.withLockedValue { $0 = [gauges, purge] }
+    }
+
+    /// Drops expired messages from every session's queue, and from the store.
+    @discardableResult
+    func purgeExpired() -> Int {
+        let now = timerLoop.now
+        var changes: [BrokerStoreChange] = []
+        var purged = 0
+        for session in openSessions() {
+            let expired = session.lock.withLock { session.removeExpired(at: now) }
+            purged += expired.count
+            for sequence in expired where sequence != 0 {
+                changes.append(.removeMessage(clientId: session.clientId, sequence: sequence))
+            }
+        }
+        if purged > 0 {
+            metrics.drop(.expired, count: purged)
+            logger.debug("purged expired messages", metadata: ["count": "\(purged)"])
+        }
+        if !changes.isEmpty { store.commit(changes) { _ in } }
+        return purged
     }
 
     // MARK: Connections
@@ -147,7 +199,7 @@ public final class Broker: @unchecked Sendable {
             } else {
                 if let existing, let will = endSessionLocked(existing) { wills.append(will) }
                 session = Session(clientId: clientId, identity: identity, protocolVersion: protocolVersion,
-                                  expiryInterval: expiryInterval)
+                                  expiryInterval: expiryInterval, totals: queueTotals)
                 state.sessions[clientId] = session
                 present = false
             }
@@ -265,7 +317,7 @@ public final class Broker: @unchecked Sendable {
             session.pendingWill = nil
             let filters = Array(session.subscriptions.values.map(\.filter))
             session.subscriptions = [:]
-            session.queue.removeAll()
+            session.removeAllQueued()
             session.inflight = [:]
             return (filters, will, session.expiryInterval > 0)
         }
@@ -311,7 +363,7 @@ public final class Broker: @unchecked Sendable {
     /// Routes one message and delivers it at once; see ``PublishBatch`` for the batched path.
     /// `completion` runs once everything the message changed is durable, with the number of
     /// sessions it went to; the caller acknowledges the publisher then.
-    func publish(_ message: BrokerMessage, from publisher: Session?, completion: @escaping @Sendable (Int) -> Void) {
+    func publish(_ message: BrokerMessage, from publisher: Session?, completion: @escaping @Sendable (PublishOutcome) -> Void) {
         var batch = PublishBatch()
         route(message, into: &batch, completion: completion)
         deliver(&batch, wake: { connection, newlyDue in
@@ -321,7 +373,7 @@ public final class Broker: @unchecked Sendable {
 
     /// Finds the subscribers of a message and keeps it if it is retained. Nothing is delivered
     /// until ``deliver(_:wake:)``.
-    func route(_ message: BrokerMessage, into batch: inout PublishBatch, completion: (@Sendable (Int) -> Void)?) {
+    func route(_ message: BrokerMessage, into batch: inout PublishBatch, completion: (@Sendable (PublishOutcome) -> Void)?) {
         if message.retain {
             batch.changes.append(setRetained(message))
         }
@@ -351,11 +403,12 @@ public final class Broker: @unchecked Sendable {
         _ batch: inout PublishBatch, wake: (MQTTConnection, Bool) -> Void, congested: (Session) -> Void
     ) {
         guard !batch.messages.isEmpty else { return }
-        let limit = configuration.maxQueuedMessages
         let authorizer = self.authorizer
         var changes = batch.changes
         var counts = [Int](repeating: 0, count: batch.messages.count)
+        var refused = [Bool](repeating: false, count: batch.messages.count)
         var queueFull = 0
+        var quotaExceeded = 0
         var denied = 0
         // Subscribers are woken only after this batch's commit is queued: the store commits in
         // order, so a drain's "sent" update can never reach it before the message's insert.
@@ -364,50 +417,59 @@ public final class Broker: @unchecked Sendable {
         for target in batch.sessions {
             let session = target.session
             let (results, connection, newlyDue, full) = session.enqueue(
-                target.deliveries.map(\.0), limit: limit, overflow: configuration.maxQueuedOverflow
+                target.deliveries.map(\.0), limits: configuration
             ) {
                 identity, topic in authorizer.authorize(identity, .receive(topic: topic))
             }
             if full { congested(session) }
             for (result, (delivery, entry)) in zip(results, target.deliveries) {
+                var displaced: [Delivery] = []
                 switch result {
                 case .denied:
                     denied += 1
                 case .dropped:
                     queueFull += 1
-                case .queued(let displaced, let stored):
+                case .refused(let pushedOut):
+                    displaced = pushedOut
+                    refused[entry] = true
+                    quotaExceeded += 1
+                case .queued(let pushedOut, let stored):
+                    displaced = pushedOut
                     counts[entry] += 1
-                    if let displaced {
-                        queueFull += 1
-                        if displaced.sequence != 0 {
-                            changes.append(.removeMessage(clientId: session.clientId, sequence: displaced.sequence))
-                        }
-                    }
                     if let stored {
                         changes.append(.enqueue(
                             clientId: session.clientId, sequence: stored, message: delivery.message.stored(),
                             qos: delivery.qos, subscriptionIdentifiers: delivery.subscriptionIdentifiers))
                     }
                 }
+                queueFull += displaced.count
+                for message in displaced where message.sequence != 0 {
+                    changes.append(.removeMessage(clientId: session.clientId, sequence: message.sequence))
+                }
             }
             if let connection { toWake.append((connection, newlyDue)) }
         }
         if queueFull > 0 { metrics.drop(.queueFull, count: queueFull) }
         if denied > 0 { metrics.drop(.notAuthorized, count: denied) }
-        let completions = zip(batch.messages, counts).compactMap { entry, count in entry.completion.map { ($0, count) } }
+        if quotaExceeded > 0 { metrics.quotaExceeded.increment(by: quotaExceeded) }
+        let completions = batch.messages.indices.compactMap { entry in
+            batch.messages[entry].completion.map {
+                ($0, refused[entry] ? PublishOutcome.quotaExceeded : .delivered(counts[entry]))
+            }
+        }
         batch = PublishBatch()
         guard !completions.isEmpty || !changes.isEmpty else { return }
         if changes.isEmpty {
-            for (completion, count) in completions { completion(count) }
+            for (completion, outcome) in completions { completion(outcome) }
         } else {
             store.commit(changes) { [logger] result in
                 if case .failure(let error) = result {
                     // Not durable: the publishers must not be acknowledged (-1 tells them).
                     logger.error("storage commit failed", metadata: ["error": "\(error)"])
-                    for (completion, _) in completions { completion(-1) }
+                    for (completion, _) in completions { completion(.storageFailed) }
                     return
                 }
-                for (completion, count) in completions { completion(count) }
+                for (completion, outcome) in completions { completion(outcome) }
             }
         }
     }
@@ -498,7 +560,7 @@ public final class Broker: @unchecked Sendable {
             let identity = ClientIdentity(clientId: stored.clientId, username: nil,
                                           listener: ListenerInfo(name: "mqtt", isLoopback: true, allowAnonymous: true))
             let session = Session(clientId: stored.clientId, identity: identity, protocolVersion: stored.protocolVersion,
-                                  expiryInterval: stored.expiryInterval)
+                                  expiryInterval: stored.expiryInterval, totals: queueTotals)
             session.inboundQoS2 = Set(stored.inboundQoS2)
             for sub in stored.subscriptions {
                 guard let filter = TopicFilter(sub.filter) else { continue }
@@ -512,7 +574,7 @@ public final class Broker: @unchecked Sendable {
                 session.nextSequence = max(session.nextSequence, queued.sequence + 1)
                 switch queued.state {
                 case .queued:
-                    session.queue.append(delivery)
+                    session.append(delivery)
                 case .sent(let id), .released(let id):
                     let released = if case .released = queued.state { true } else { false }
                     session.inflight[id] = InflightDelivery(delivery: delivery, released: released, order: session.nextOrder)
@@ -565,6 +627,7 @@ public final class Broker: @unchecked Sendable {
     /// Stops admitting connections and tells every client that the server is going away
     /// (MQTT 5 DISCONNECT 0x8B), then closes them.
     public func shutdown() -> EventLoopFuture<Void> {
+        housekeeping.withLockedValue { tasks in tasks.forEach { $0.cancel() } }
         let connections: [MQTTConnection] = stateLock.withLock {
             state.shuttingDown = true
             return Array(state.connections.values)
@@ -578,10 +641,14 @@ public final class Broker: @unchecked Sendable {
 extension Session {
     enum EnqueueResult {
         case denied
+        /// A QoS 0 message that did not fit, or the session ended.
         case dropped
-        /// Queued; `displaced` is a QoS 0 message pushed out to make room, `stored` the
+        /// A QoS 1/2 message that did not fit, even after the queued QoS 0 ones were dropped:
+        /// the publisher is refused (0x97 Quota exceeded). `displaced` as for `queued`.
+        case refused(displaced: [Delivery])
+        /// Queued; `displaced` are QoS 0 messages pushed out to make room, `stored` the
         /// sequence under which a QoS 1/2 message for a persistent session is stored.
-        case queued(displaced: Delivery?, stored: UInt64?)
+        case queued(displaced: [Delivery], stored: UInt64?)
     }
 
     /// Queues deliveries under one acquisition of the lock. Returns what became of each, the
@@ -589,11 +656,12 @@ extension Session {
     /// publisher on another loop must then schedule it; one on the same loop drains it anyway),
     /// and whether QoS 1/2 messages filled the queue (the publisher should pause).
     func enqueue(
-        _ deliveries: [Delivery], limit: Int, overflow: Int = 0, authorize: (ClientIdentity, String) -> Bool
+        _ deliveries: [Delivery], limits: BrokerConfiguration, authorize: (ClientIdentity, String) -> Bool
     ) -> ([EnqueueResult], MQTTConnection?, Bool, Bool) {
         lock.withLock {
-            let results = deliveries.map { enqueueLocked($0, limit: limit, overflow: overflow, authorize: authorize) }
-            let full = connection != nil && queue.count >= limit && deliveries.contains { $0.qos != .atMostOnce }
+            let results = deliveries.map { enqueueLocked($0, limits: limits, authorize: authorize) }
+            let full = connection != nil && queue.count >= limits.maxQueuedMessages
+                && deliveries.contains { $0.qos != .atMostOnce }
             guard !queue.isEmpty, let connection else { return (results, nil, false, full) }
             let newlyDue = !drainScheduled
             drainScheduled = true
@@ -603,40 +671,49 @@ extension Session {
 
     /// Caller holds `lock`.
     private func enqueueLocked(
-        _ delivery: Delivery, limit: Int, overflow: Int, authorize: (ClientIdentity, String) -> Bool
+        _ delivery: Delivery, limits: BrokerConfiguration, authorize: (ClientIdentity, String) -> Bool
     ) -> EnqueueResult {
-        do {
-            guard !ended else { return .dropped }
-            guard authorize(identity, delivery.message.topic) else { return .denied }
-            var delivery = delivery
-            var stored: UInt64?
-            if delivery.qos != .atMostOnce && expiryInterval > 0 {
-                stored = nextSequence
-                delivery = Delivery(message: delivery.message, qos: delivery.qos, retain: delivery.retain,
-                                    subscriptionIdentifiers: delivery.subscriptionIdentifiers, sequence: nextSequence)
-                nextSequence += 1
-            }
-            var dropped: Delivery?
-            if queue.count >= limit {
-                // Full: QoS 0 goes first. A QoS 0 newcomer is dropped; a QoS 1/2 newcomer pushes out
-                // the oldest queued QoS 0 message.
-                if delivery.qos == .atMostOnce { return .dropped }
-                if queuedQoS0 > 0, let position = queue.firstIndex(where: { $0.qos == .atMostOnce }) {
-                    dropped = queue.remove(at: position)
-                    queuedQoS0 -= 1
-                } else if connection == nil || queue.count >= limit + overflow {
-                    // Offline, nothing drains the queue: the limit is hard. Online, past the
-                    // overflow allowance: the publishers did not slow down in time.
-                    if stored != nil { nextSequence -= 1 }
-                    return .dropped
-                }
-                // Otherwise (online) a QoS 1/2 message goes into the overflow allowance while its
-                // publisher pauses reading: backpressure, not loss.
-            }
-            queue.append(delivery)
-            if delivery.qos == .atMostOnce { queuedQoS0 += 1 }
-            return .queued(displaced: dropped, stored: stored)
+        guard !ended else { return .dropped }
+        guard authorize(identity, delivery.message.topic) else { return .denied }
+        let size = delivery.size
+        // Which limits the message would break, if queued now.
+        func over() -> (count: Bool, hard: Bool) {
+            let count = queue.count >= limits.maxQueuedMessages
+            let hard = queuedBytes + size > limits.maxQueuedBytes
+                || totals.messages.load(ordering: .relaxed) >= limits.maxTotalQueuedMessages
+                || totals.bytes.load(ordering: .relaxed) + size > limits.maxTotalQueuedBytes
+            return (count, hard)
         }
+        var limit = over()
+        var displaced: [Delivery] = []
+        if limit.count || limit.hard {
+            // Full: QoS 0 goes first. A QoS 0 newcomer is dropped; a QoS 1/2 newcomer pushes out
+            // the oldest queued QoS 0 messages until it fits.
+            if delivery.qos == .atMostOnce { return .dropped }
+            while (limit.count || limit.hard) && queuedQoS0 > 0,
+                  let position = queue.firstIndex(where: { $0.qos == .atMostOnce }) {
+                displaced.append(remove(at: position))
+                limit = over()
+            }
+            if limit.hard { return .refused(displaced: displaced) }
+            if limit.count && (connection == nil || queue.count >= limits.maxQueuedMessages + limits.maxQueuedOverflow) {
+                // Offline, nothing drains the queue: the count limit is hard. Online, past the
+                // overflow allowance: the publishers did not slow down in time.
+                return .refused(displaced: displaced)
+            }
+            // Otherwise (online) a QoS 1/2 message goes into the overflow allowance while its
+            // publisher pauses reading: backpressure, not loss.
+        }
+        var delivery = delivery
+        var stored: UInt64?
+        if delivery.qos != .atMostOnce && expiryInterval > 0 {
+            stored = nextSequence
+            delivery = Delivery(message: delivery.message, qos: delivery.qos, retain: delivery.retain,
+                                subscriptionIdentifiers: delivery.subscriptionIdentifiers, sequence: nextSequence)
+            nextSequence += 1
+        }
+        append(delivery)
+        return .queued(displaced: displaced, stored: stored)
     }
 }
 

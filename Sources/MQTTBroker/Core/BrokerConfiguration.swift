@@ -5,6 +5,13 @@ public struct BrokerConfiguration: Sendable, Hashable {
     public var maxPacketSize: Int = 1_048_576
     /// The bound of each session's outbound queue (messages waiting to be sent).
     public var maxQueuedMessages: Int = 1000
+    /// The bound of each session's outbound queue in bytes (topic and payload).
+    public var maxQueuedBytes: Int = 64 << 20
+    /// The bound of all sessions' queues together, in messages and in bytes.
+    public var maxTotalQueuedMessages: Int = 10_000_000
+    public var maxTotalQueuedBytes: Int = 4 << 30
+    /// Seconds between background sweeps that drop expired messages from offline sessions.
+    public var purgeInterval: Double = 30
     /// Extra QoS 1/2 messages a connected subscriber's queue may hold beyond `maxQueuedMessages`
     /// while the publishers feeding it are paused: what they had already sent when they were
     /// told to stop. Beyond it, and for offline sessions beyond the limit, messages are dropped.

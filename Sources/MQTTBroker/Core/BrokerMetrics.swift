@@ -25,6 +25,9 @@ public final class BrokerMetrics: Sendable {
     let sessions: Gauge
     let subscriptions: Gauge
     let retained: Gauge
+    let quotaExceeded: Counter
+    let queuedMessages: Gauge
+    let queuedBytes: Gauge
 
     public init(factory: any MetricsFactory, listeners: [String] = ["mqtt", "mqtts", "ws"]) {
         received = (0...2).map {
@@ -56,6 +59,10 @@ public final class BrokerMetrics: Sendable {
         sessions = Gauge(label: "drover_mqtt_sessions", factory: factory)
         subscriptions = Gauge(label: "drover_mqtt_subscriptions", factory: factory)
         retained = Gauge(label: "drover_mqtt_retained_messages", factory: factory)
+        quotaExceeded = Counter(
+            label: "drover_mqtt_publishes_refused_total", dimensions: [("reason", "quota_exceeded")], factory: factory)
+        queuedMessages = Gauge(label: "drover_mqtt_queued_messages", factory: factory)
+        queuedBytes = Gauge(label: "drover_mqtt_queued_bytes", factory: factory)
     }
 
     /// Metrics that go nowhere, for tests.

@@ -1,6 +1,7 @@
 import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// One message waiting for, or in, delivery to a session.
 struct Delivery {
@@ -13,6 +14,22 @@ struct Delivery {
     let subscriptionIdentifiers: [Int]
     /// The key of the message in the store; 0 when it is not stored.
     let sequence: UInt64
+
+    /// What the message counts against the byte limits: its topic and payload.
+    var size: Int { message.payload.readableBytes + message.topic.utf8.count }
+}
+
+/// The messages queued across all sessions, for the broker-wide limits and `/metrics`.
+final class QueueTotals: Sendable {
+    let messages = Atomic<Int>(0)
+    let bytes = Atomic<Int>(0)
+
+    init() {}
+
+    func add(messages count: Int, bytes size: Int) {
+        messages.add(count, ordering: .relaxed)
+        bytes.add(size, ordering: .relaxed)
+    }
 }
 
 /// An outbound QoS 1 or 2 message sent and not yet completed.
@@ -38,8 +55,12 @@ public final class Session: @unchecked Sendable {
     var protocolVersion: MQTTProtocolVersion
     var expiryInterval: UInt32
     var subscriptions: [String: Subscription] = [:]
-    var queue = CircularBuffer<Delivery>(initialCapacity: 1)
-    var queuedQoS0 = 0
+    /// Change only through `append`, `removeFirst`, `remove(at:)` and `removeAllQueued`, which
+    /// keep `queuedQoS0`, `queuedBytes` and the broker's totals true.
+    private(set) var queue = CircularBuffer<Delivery>(initialCapacity: 1)
+    private(set) var queuedQoS0 = 0
+    private(set) var queuedBytes = 0
+    let totals: QueueTotals
     var inflight: [UInt16: InflightDelivery] = [:]
     var nextPacketId: UInt16 = 1
     var nextOrder: UInt64 = 0
@@ -59,8 +80,12 @@ public final class Session: @unchecked Sendable {
     var willDueAt: Double?
     var ended = false
 
-    init(clientId: String, identity: ClientIdentity, protocolVersion: MQTTProtocolVersion, expiryInterval: UInt32) {
+    init(
+        clientId: String, identity: ClientIdentity, protocolVersion: MQTTProtocolVersion, expiryInterval: UInt32,
+        totals: QueueTotals
+    ) {
         self.clientId = clientId
+        self.totals = totals
         self.identity = identity
         self.protocolVersion = protocolVersion
         self.expiryInterval = expiryInterval
@@ -73,6 +98,63 @@ public final class Session: @unchecked Sendable {
             if !waiters.contains(where: { $0 === connection }) { waiters.append(connection) }
             return true
         }
+    }
+
+    deinit {
+        // A session dropped with messages still queued (one that expired during recovery).
+        if !queue.isEmpty { totals.add(messages: -queue.count, bytes: -queuedBytes) }
+    }
+
+    // MARK: The queue; the caller holds `lock`.
+
+    func append(_ delivery: Delivery) {
+        queue.append(delivery)
+        if delivery.qos == .atMostOnce { queuedQoS0 += 1 }
+        queuedBytes += delivery.size
+        totals.add(messages: 1, bytes: delivery.size)
+    }
+
+    @discardableResult
+    func removeFirst() -> Delivery {
+        let delivery = queue.removeFirst()
+        forget(delivery)
+        return delivery
+    }
+
+    @discardableResult
+    func remove(at position: CircularBuffer<Delivery>.Index) -> Delivery {
+        let delivery = queue.remove(at: position)
+        forget(delivery)
+        return delivery
+    }
+
+    func removeAllQueued() {
+        totals.add(messages: -queue.count, bytes: -queuedBytes)
+        queue.removeAll()
+        queuedQoS0 = 0
+        queuedBytes = 0
+    }
+
+    /// Removes the expired messages from the queue; returns their store sequences.
+    func removeExpired(at now: NIODeadline) -> [UInt64] {
+        guard queue.contains(where: { $0.message.isExpired(at: now) }) else { return [] }
+        var expired: [UInt64] = []
+        let kept = queue.filter { delivery in
+            if delivery.message.isExpired(at: now) {
+                expired.append(delivery.sequence)
+                return false
+            }
+            return true
+        }
+        removeAllQueued()
+        for delivery in kept { append(delivery) }
+        return expired
+    }
+
+    private func forget(_ delivery: Delivery) {
+        if delivery.qos == .atMostOnce { queuedQoS0 -= 1 }
+        queuedBytes -= delivery.size
+        totals.add(messages: -1, bytes: -delivery.size)
     }
 
     /// Takes a fresh packet id not used by an in-flight message. Caller holds `lock`.
