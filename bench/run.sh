@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks Drover against Mosquitto with drover-load, on this machine, over loopback.
 #
-# Scenarios: fan-in QoS 0, fan-in QoS 1, fan-out QoS 0, latency at 10k msg/s, idle connections (broker memory).
+# Scenarios: fan-in QoS 0, fan-in QoS 1, fan-out QoS 0, latency at 10k msg/s, idle connections (broker memory),
+# and durable fan-in: QoS 1 to a persistent-session subscriber with persistence on in both brokers (Mosquitto:
+# `persistence true`, autosave_interval at its default; Drover: SQLite, durability normal, and fsync per batch).
 # Each broker is started fresh for each scenario and stopped (by its PID) afterwards. Prints a markdown table and
 # writes it to bench-results/latest.md; the raw output of every run goes to bench-results/logs/.
 #
@@ -11,7 +13,9 @@
 #   BENCH_IDLE_HOLD         seconds the idle connections are held (default 5)
 #   BENCH_LATENCY_RATE      messages per second in the latency scenario (default 10000)
 #   BENCH_BROKERS           brokers to run, of "mosquitto drover" (default both)
-#   BENCH_SCENARIOS         scenarios to run, of "fanin-qos0 fanin-qos1 fanout-qos0 latency idle" (default all)
+#   BENCH_SCENARIOS         scenarios to run, of "fanin-qos0 fanin-qos1 fanout-qos0 latency idle durable-qos1
+#                           durable-qos1-fsync" (default all)
+#   BENCH_DURABLE_PUBLISHERS publishers in the durable scenarios (default 20)
 #   BENCH_SKIP_BUILD=1      use the binaries already built
 #   BENCH_DROVER            the drover binary (default .build/release/drover)
 set -euo pipefail
@@ -24,7 +28,8 @@ IDLE_CONNECTIONS=${BENCH_IDLE_CONNECTIONS:-10000}
 IDLE_HOLD=${BENCH_IDLE_HOLD:-5}
 LATENCY_RATE=${BENCH_LATENCY_RATE:-10000}
 BROKERS=${BENCH_BROKERS:-mosquitto drover}
-SCENARIOS=${BENCH_SCENARIOS:-fanin-qos0 fanin-qos1 fanout-qos0 latency idle}
+SCENARIOS=${BENCH_SCENARIOS:-fanin-qos0 fanin-qos1 fanout-qos0 latency idle durable-qos1 durable-qos1-fsync}
+DURABLE_PUBLISHERS=${BENCH_DURABLE_PUBLISHERS:-20}
 MOSQUITTO_PORT=18830
 DROVER_PORT=18831
 LOAD="$ROOT/.build/release/drover-load"
@@ -147,7 +152,14 @@ start_broker() {
                 echo "listener $MOSQUITTO_PORT 127.0.0.1"
                 echo "allow_anonymous true"
                 echo "max_queued_messages 1000"
-                echo "persistence false"
+                case "$scenario" in
+                    durable-*)
+                        BROKER_DATA=$(mktemp -d)
+                        echo "persistence true"
+                        echo "persistence_location $BROKER_DATA/"
+                        ;;
+                    *) echo "persistence false" ;;
+                esac
                 [ "$scenario" = idle ] && echo "max_connections -1"
             } >"$WORK/mosquitto.conf"
             "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$logfile" 2>&1 &
@@ -155,7 +167,10 @@ start_broker() {
             ;;
         drover)
             BROKER_DATA=$(mktemp -d)
-            "$DROVER" serve --data-dir "$BROKER_DATA" --mqtt-port "$DROVER_PORT" --mqtts-port 0 --http-port 0 \
+            local durability=normal
+            [ "$scenario" = durable-qos1-fsync ] && durability=fsync
+            DROVER_STORAGE_DURABILITY=$durability \
+                "$DROVER" serve --data-dir "$BROKER_DATA" --mqtt-port "$DROVER_PORT" --mqtts-port 0 --http-port 0 \
                 >"$logfile" 2>&1 &
             BROKER_PID=$!
             ;;
@@ -204,6 +219,10 @@ run_scenario() {
             timeout "$limit" "$LOAD" fanout --port "$port" --duration "$DURATION" --qos 0 >"$logfile" 2>&1 ||
                 status=$?
             ;;
+        durable-qos1 | durable-qos1-fsync)
+            timeout "$limit" "$LOAD" fanin --port "$port" --duration "$DURATION" --qos 1 --persistent --latency \
+                --publishers "$DURABLE_PUBLISHERS" >"$logfile" 2>&1 || status=$?
+            ;;
         latency)
             timeout "$limit" "$LOAD" latency --port "$port" --duration "$DURATION" --rate "$LATENCY_RATE" \
                 >"$logfile" 2>&1 || status=$?
@@ -231,6 +250,14 @@ run_scenario() {
             loss=$(json_field "$result" loss_pct)
             VALUE[$scenario,$broker]=$rate
             CELL[$scenario,$broker]=$(awk -v r="$rate" -v l="$loss" 'BEGIN { printf "%.0f/s (loss %.1f%%)", r, l }')
+            ;;
+        durable-qos1 | durable-qos1-fsync)
+            rate=$(json_field "$result" rate)
+            loss=$(json_field "$result" loss_pct)
+            p99=$(json_field "$result" p99_us)
+            VALUE[$scenario,$broker]=$rate
+            CELL[$scenario,$broker]=$(awk -v r="$rate" -v l="$loss" -v p="$p99" \
+                'BEGIN { printf "%.0f/s (loss %.2f%%, p99 %.1f ms)", r, l, p / 1000 }')
             ;;
         latency)
             p50=$(json_field "$result" p50_us)
@@ -287,6 +314,8 @@ label_of() {
         fanout-qos0) echo "fan-out QoS 0 (deliveries/s)" ;;
         latency) echo "latency at ${LATENCY_RATE} msg/s (ratio of p99)" ;;
         idle) echo "idle memory (${IDLE_CONNECTIONS} conns)" ;;
+        durable-qos1) echo "durable fan-in QoS 1, persistent sub (Drover: normal)" ;;
+        durable-qos1-fsync) echo "durable fan-in QoS 1, persistent sub (Drover: fsync)" ;;
     esac
 }
 

@@ -34,6 +34,8 @@ class LoadConnection: ChannelInboundHandler {
         /// Subscribe to this filter after CONNACK; the connection is ready on SUBACK rather than on CONNACK.
         var subscribeFilter: String?
         var subscribeQoS: UInt8 = 0
+        /// MQTT 3.1.1 clean session; false makes a persistent session.
+        var cleanSession = true
         var handshakeTimeout: TimeAmount = .seconds(30)
     }
 
@@ -126,7 +128,7 @@ class LoadConnection: ChannelInboundHandler {
         MQTTWire.writeConnect(
             clientID: options.clientID,
             keepAlive: options.keepAlive,
-            cleanSession: true,
+            cleanSession: options.cleanSession,
             into: &buffer
         )
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)

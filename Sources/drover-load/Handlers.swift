@@ -22,16 +22,20 @@ final class FloodPublisher: LoadConnection {
     private var pumpScheduled = false
     private var nextPacketID: UInt16 = 0
     private var needsTopUp = false
+    /// QoS 1: stamp each PUBLISH with its send time, for a subscriber that records latency.
+    private let stamp: Bool
 
     private(set) var published = 0
     private(set) var acked = 0
     private(set) var inflight = 0
 
     init(
-        options: Options, topic: String, qos: UInt8, payloadSize: Int, tag: UInt64, batchSize: Int, inflight: Int
+        options: Options, topic: String, qos: UInt8, payloadSize: Int, tag: UInt64, batchSize: Int, inflight: Int,
+        stamp: Bool = false
     ) {
         self.template = PublishTemplate(topic: topic, qos: qos, payloadSize: payloadSize, tag: tag)
         self.qos = qos
+        self.stamp = stamp
         self.batchSize = max(1, batchSize)
         self.window = max(1, inflight)
         super.init(options: options)
@@ -89,10 +93,11 @@ final class FloodPublisher: LoadConnection {
         }
         let count = window - inflight
         var buffer = context.channel.allocator.buffer(capacity: template.size * count)
+        let now: UInt64? = stamp ? monotonicNanos() : nil
         for _ in 0..<count {
             nextPacketID &+= 1
             if nextPacketID == 0 { nextPacketID = 1 }
-            template.write(into: &buffer, packetID: nextPacketID)
+            template.write(into: &buffer, packetID: nextPacketID, timestamp: now)
         }
         inflight += count
         published &+= count

@@ -72,8 +72,17 @@ struct Fanin: AsyncParsableCommand {
     @Option(help: "QoS 0: PUBLISHes per write batch.")
     var batch = 64
 
+    @Flag(help: "The subscriber has a persistent session (clean session 0), so a durable broker stores QoS 1.")
+    var persistent = false
+
+    @Flag(help: "QoS 1: stamp each PUBLISH and report end-to-end latency percentiles (payload >= 16 B).")
+    var latency = false
+
     func validate() throws {
         guard publishers > 0 else { throw ValidationError("--publishers must be positive") }
+        guard !latency || (qos == 1 && payload >= LoadPayload.minimumForTimestamp) else {
+            throw ValidationError("--latency needs --qos 1 and --payload of at least \(LoadPayload.minimumForTimestamp)")
+        }
         guard qos == 0 || qos == 1 else { throw ValidationError("--qos must be 0 or 1") }
         guard (0...1_000_000).contains(payload) else { throw ValidationError("--payload must be in 0...1000000") }
         guard inflight > 0, batch > 0 else { throw ValidationError("--inflight and --batch must be positive") }
@@ -102,12 +111,17 @@ struct Fanin: AsyncParsableCommand {
             "fanin: \(publishers) publishers -> 1 subscriber on #, QoS \(qos), \(payload) B payload, "
                 + "\(common.duration) s against \(common.host):\(common.port)")
 
-        let subscriberOptions = LoadConnection.Options(
-            clientID: "load-fanin-sub-0-\(pid)", subscribeFilter: "#", subscribeQoS: qos
+        var subscriberOptions = LoadConnection.Options(
+            clientID: "load-fanin-sub-0-\(pid)-\(tag % 100_000)", subscribeFilter: "#", subscribeQoS: qos
         )
+        subscriberOptions.cleanSession = !persistent
+        let options = subscriberOptions
+        let recordLatency = latency
+        let expected = latency ? min(20_000_000, publishers * inflight * 4000) : 0
         let subscriber = try await subscriberConnector.connect {
-            CountingSubscriber(options: subscriberOptions, tag: tag)
+            CountingSubscriber(options: options, tag: tag, recordLatency: recordLatency, expectedSamples: expected)
         }.get()
+        if persistent { say("fanin: the subscriber has a persistent session") }
         let (payload, batch, inflight) = (self.payload, self.batch, self.inflight)
         let publisherClients = try await connectAll(
             count: publishers, on: group, closingOnFailure: [subscriber.channel]
@@ -116,7 +130,7 @@ struct Fanin: AsyncParsableCommand {
                 FloodPublisher(
                     options: .init(clientID: "load-fanin-pub-\(index)-\(pid)"),
                     topic: "load/\(index)", qos: qos, payloadSize: payload, tag: tag, batchSize: batch,
-                    inflight: inflight
+                    inflight: inflight, stamp: recordLatency
                 )
             }
         }
@@ -146,6 +160,7 @@ struct Fanin: AsyncParsableCommand {
         let foreign = try await sum([subscriber], on: group) { $0.foreign }
         let dropped = try await countDropped(publisherClients, on: group) + countDropped([subscriber], on: group)
         if foreign > 0 { say("note: ignored \(foreign) PUBLISHes not from this run (an earlier run's backlog?)") }
+        let latencySamples = recordLatency ? try await subscriber.withHandler { $0.latenciesNanos }.get().sorted() : nil
         try await disconnectAll(publisherClients.map { $0.disconnect() } + [subscriber.disconnect()], on: group)
 
         let loss = lossPercent(sent: published, received: delivered)
@@ -155,6 +170,13 @@ struct Fanin: AsyncParsableCommand {
         )
         if qos > 0 { say("fanin: PUBACKs received \(acked) of \(published)") }
         if dropped > 0 { warn("fanin: the broker closed \(dropped) connection(s) during the run") }
+        var latencyMicros: (p50: Double, p99: Double)?
+        if let samples = latencySamples {
+            let micros = { (nanos: UInt64) in Double(nanos) / 1000 }
+            latencyMicros = (micros(percentile(samples, 0.50)), micros(percentile(samples, 0.99)))
+            say("fanin: end-to-end latency p50 \(fixed(latencyMicros!.p50, 1)) us, p99 \(fixed(latencyMicros!.p99, 1)) us "
+                + "(\(samples.count) samples)")
+        }
 
         var result = ResultLine(scenario: "fanin")
         result.add("qos", Int(qos))
@@ -168,6 +190,11 @@ struct Fanin: AsyncParsableCommand {
         result.add("rate", rate)
         result.add("loss_pct", loss, decimals: 3)
         if qos > 0 { result.add("acked", acked) }
+        result.add("persistent", persistent ? 1 : 0)
+        if let latencyMicros {
+            result.add("p50_us", latencyMicros.p50, decimals: 1)
+            result.add("p99_us", latencyMicros.p99, decimals: 1)
+        }
         result.add("foreign", foreign)
         result.add("dropped_connections", dropped)
         result.emit()

@@ -189,3 +189,29 @@ def test_server_respects_client_receive_maximum(drover, clients):
 
 def _mosquitto():
     return os.environ.get("DROVER_E2E_MOSQUITTO") == "1"
+
+
+def test_v311_publisher_far_beyond_receive_maximum_is_paced_not_disconnected(limited, clients):
+    """MQTT 3.1.1 has no Receive Maximum: a client that keeps 200 QoS 1 and 2 publishes in
+    flight (Receive Maximum here is 5) is slowed by reading, never disconnected."""
+    c = RawClient(limited.mqtt_port)
+    clients.append(c)
+    assert c.connect(uid("raw311"), version=4).reason == 0
+    topic = uid("rm311")
+    c.send(b"".join(publish_packet(topic, b"x", qos=1, pid=i, v5=False) for i in range(1, 201)))
+    c.send(b"".join(publish_packet(topic, b"y", qos=2, pid=i, v5=False) for i in range(201, 401)))
+    acked: set[int] = set()
+    received: set[int] = set()
+    while len(acked) < 200 or len(received) < 200:
+        p = c.read_packet(5)
+        pid = int.from_bytes(p.body[:2], "big")
+        if p.type == PUBACK:
+            acked.add(pid)
+        elif p.type == PUBREC:
+            received.add(pid)
+            c.send(ack_packet(PUBREL, pid))
+        elif p.type == PUBCOMP:
+            pass
+        else:
+            raise AssertionError(f"unexpected {p!r}")
+    assert acked == set(range(1, 201)) and received == set(range(201, 401))

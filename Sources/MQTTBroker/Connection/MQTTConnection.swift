@@ -68,6 +68,11 @@ public final class MQTTConnection: @unchecked Sendable {
     /// Inbound QoS 1 publishes not yet acknowledged (routed in this read, or waiting on the
     /// store). QoS 2 ones are counted by the session's inbound set from receipt to PUBREL.
     private var pendingQoS1 = 0
+    /// QoS 1/2 publishes routed and waiting for the store before their acknowledgement.
+    private var awaitingAck = 0
+    /// An MQTT 3.1.1 publisher (which knows no Receive Maximum) got ahead of the store by
+    /// `receiveMaximum` messages: reading pauses until half of them are acknowledged.
+    private var flowPaused = false
     private var waitingForWritability = false
 
     public init(
@@ -180,7 +185,7 @@ public final class MQTTConnection: @unchecked Sendable {
         readingPaused = false
         resumeTask?.cancel()
         resumeTask = nil
-        if state != .closed { transport?.setReading(true) }
+        if state != .closed && !flowPaused { transport?.setReading(true) }
     }
 
     /// Subscribers on this loop drain now, once per read rather than once per loop iteration, so
@@ -397,7 +402,9 @@ public final class MQTTConnection: @unchecked Sendable {
                 return
             }
         }
-        if publish.qos != .atMostOnce {
+        if publish.qos != .atMostOnce && version == .v5 {
+            // MQTT 5 clients were told our Receive Maximum in CONNACK; 3.1.1 clients are paced
+            // by reading instead (below).
             let inFlight = pendingQoS1 + session.lock.withLock { session.inboundQoS2.count }
             if inFlight >= Int(broker.configuration.receiveMaximum) {
                 return protocolViolation(.receiveMaximumExceeded, "more than \(broker.configuration.receiveMaximum) unacknowledged publishes")
@@ -425,6 +432,11 @@ public final class MQTTConnection: @unchecked Sendable {
             if let change = broker.sessionChange(session) { batch.changes.append(change) }
         }
         if publish.qos == .atLeastOnce { pendingQoS1 += 1 }
+        awaitingAck += 1
+        if version != .v5 && awaitingAck >= Int(broker.configuration.receiveMaximum) && !flowPaused {
+            flowPaused = true
+            transport?.setReading(false)
+        }
         let qos = publish.qos
         broker.route(message, into: &batch) { [self] outcome in
             if eventLoop.inEventLoop {
@@ -441,6 +453,11 @@ public final class MQTTConnection: @unchecked Sendable {
     /// Sends PUBACK or PUBREC once the message is routed and durable.
     private func acknowledge(_ id: UInt16, qos: MQTTQoS, outcome: PublishOutcome) {
         if qos == .atLeastOnce { pendingQoS1 -= 1 }
+        awaitingAck -= 1
+        if flowPaused && awaitingAck <= Int(broker.configuration.receiveMaximum) / 2 {
+            flowPaused = false
+            if !readingPaused && state != .closed { transport?.setReading(true) }
+        }
         guard state == .connected else { return }
         let refusal: (ReasonCode, String)? = switch outcome {
         case .delivered: nil
@@ -584,6 +601,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 let (results, wake, newlyDue, _) = session.enqueue([delivery], limits: retainedLimits) {
                     broker.authorizer.authorize($0, .receive(topic: $1))
                 }
+                if case .refused = results.first { broker.metrics.drop(.queueFull) }
                 if case .queued(_, let stored?) = results.first {
                     broker.storeChange(.enqueue(clientId: session.clientId, sequence: stored, message: message.stored(),
                                                 qos: delivery.qos, subscriptionIdentifiers: delivery.subscriptionIdentifiers))

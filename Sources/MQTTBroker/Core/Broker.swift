@@ -407,6 +407,7 @@ public final class Broker: @unchecked Sendable {
         var changes = batch.changes
         var counts = [Int](repeating: 0, count: batch.messages.count)
         var refused = [Bool](repeating: false, count: batch.messages.count)
+        var storedForms = [StoredMessage?](repeating: nil, count: batch.messages.count)
         var queueFull = 0
         var quotaExceeded = 0
         var denied = 0
@@ -437,8 +438,11 @@ public final class Broker: @unchecked Sendable {
                     displaced = pushedOut
                     counts[entry] += 1
                     if let stored {
+                        // One stored form per message, however many persistent sessions take it.
+                        let form = storedForms[entry] ?? delivery.message.stored()
+                        storedForms[entry] = form
                         changes.append(.enqueue(
-                            clientId: session.clientId, sequence: stored, message: delivery.message.stored(),
+                            clientId: session.clientId, sequence: stored, message: form,
                             qos: delivery.qos, subscriptionIdentifiers: delivery.subscriptionIdentifiers))
                     }
                 }
