@@ -157,6 +157,8 @@ start_broker() {
                         BROKER_DATA=$(mktemp -d)
                         echo "persistence true"
                         echo "persistence_location $BROKER_DATA/"
+                        # Run as root, Mosquitto switches to user mosquitto, which cannot write here.
+                        echo "user $(id -un)"
                         ;;
                     *) echo "persistence false" ;;
                 esac

@@ -4,6 +4,8 @@
 # on the same data and the time until it accepts connections is measured. Drover's own figure ("broker state
 # loaded ... seconds=") is read from its log. At the end the subscriber comes back and the messages are counted.
 #
+# The messages are published by bench/fill.py (QoS 1, 1000 in flight, every PUBACK awaited).
+#
 # Environment: STARTUP_MESSAGES (default 100000), STARTUP_BROKERS (default "mosquitto drover"),
 # BENCH_DROVER (default .build/release/drover). Needs mosquitto and mosquitto-clients.
 set -euo pipefail
@@ -42,6 +44,7 @@ listener $PORT 127.0.0.1
 allow_anonymous true
 persistence true
 persistence_location $WORK/mosquitto/
+user $(id -un)
 max_queued_messages $((N * 2))
 CONF
             mosquitto -c "$WORK/mosquitto.conf" >>"$WORK/mosquitto.log" 2>&1 &
@@ -67,16 +70,16 @@ for name in $BROKERS; do
     start "$name"
     mosquitto_sub -h 127.0.0.1 -p "$PORT" -c -i startup-sub -q 1 -t startup/t -E
     t0=$(date +%s.%N)
-    seq 1 "$N" | mosquitto_pub -h 127.0.0.1 -p "$PORT" -q 1 -t startup/t -l -M 500
+    python3 bench/fill.py 127.0.0.1 "$PORT" startup/t "$N"
     t1=$(date +%s.%N)
     log "$name: published $N in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; restarting"
     stop
     size=$(du -sh "$WORK/$name" | cut -f1)
     start "$name"
     secs=$SECS
-    rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status")
+    rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status" 2>/dev/null) || { log "$name died after start"; tail -5 "$WORK/$name.log" >&2; exit 1; }
     extra=""
-    [ "$name" = drover ] && extra=" (log: $(grep -o 'broker state loaded.*' "$WORK/drover.log" | tail -n 1))"
+    [ "$name" = drover ] && extra=" (log: $(grep 'broker state loaded' "$WORK/drover.log" | grep -o 'messages=.*seconds=[0-9.]*' | tail -n 1))"
     got=$(timeout 120 mosquitto_sub -h 127.0.0.1 -p "$PORT" -c -i startup-sub -q 1 -t startup/t -C "$N" -W 100 | wc -l || true)
     echo "$name: $N stored messages ($size on disk): accepting connections after $secs s, RSS $((rss / 1024)) MB," \
         "then delivered $got of $N$extra"
