@@ -23,6 +23,10 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Bytes <-> packets. NIOCore only: no I/O, no policy.
@@ -43,6 +47,30 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // AWS IoT policy documents: parsing (with error positions), variables, evaluation.
+        // No dependencies: the broker's authorizer and the API both use it.
+        .target(name: "DroverPolicy", swiftSettings: swiftSettings),
+        // The certificate authority: keys, certificates, CSRs, chains. swift-certificates only.
+        .target(
+            name: "DroverIdentity",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // Things, thing types, certificates, policies and access keys; the audit log; a storage port.
+        .target(
+            name: "DroverRegistry",
+            dependencies: [
+                "DroverPolicy",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Network listeners (TCP today; TLS and mutual TLS next), each a Service.
         .target(
             name: "DroverListeners",
@@ -59,7 +87,7 @@ let package = Package(
         .target(
             name: "DroverSQLite",
             dependencies: [
-                "MQTTBroker",
+                "MQTTBroker", "DroverRegistry",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -67,11 +95,14 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The HTTP port: health, metrics and MQTT over WebSocket.
+        // The HTTP port: health, metrics, MQTT over WebSocket, and the AWS IoT control plane
+        // (SigV4, AWS error shapes).
         .target(
             name: "DroverHTTP",
             dependencies: [
-                "MQTTBroker",
+                "MQTTBroker", "DroverRegistry", "DroverPolicy", "DroverIdentity",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -82,7 +113,9 @@ let package = Package(
         .target(
             name: "DroverApp",
             dependencies: [
-                "MQTTBroker", "DroverListeners", "DroverHTTP", "DroverSQLite",
+                "MQTTBroker", "DroverListeners", "DroverHTTP", "DroverSQLite", "DroverRegistry", "DroverIdentity",
+                "DroverPolicy",
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -109,6 +142,16 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DroverPolicyTests",
+            dependencies: ["DroverPolicy"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DroverIdentityTests",
+            dependencies: ["DroverIdentity", .product(name: "X509", package: "swift-certificates")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

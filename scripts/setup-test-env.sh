@@ -2,7 +2,8 @@
 # Prepare the end-to-end test environment (idempotent).
 #  - Debian mosquitto + mosquitto-clients (mosquitto_pub/mosquitto_sub, and the
 #    reference broker used as an optional developer aid).
-#  - Python venv at <project>/.venv with paho-mqtt 2.x and pytest.
+#  - Python venv at <project>/.venv with paho-mqtt 2.x, pytest, boto3, the AWS CLI and the
+#    AWS IoT Device SDK v2 (awsiotsdk).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,8 +41,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 
-if ! .venv/bin/python -c 'import paho.mqtt, pytest, sys; import importlib.metadata as m; sys.exit(0 if m.version("paho-mqtt").startswith("2.") else 1)' >/dev/null 2>&1; then
-    .venv/bin/python -m pip install -q 'paho-mqtt>=2,<3' pytest
+if ! .venv/bin/python -c 'import paho.mqtt, pytest, boto3, awscli, awsiot, sys; import importlib.metadata as m; sys.exit(0 if m.version("paho-mqtt").startswith("2.") else 1)' >/dev/null 2>&1; then
+    .venv/bin/python -m pip install -q 'paho-mqtt>=2,<3' pytest boto3 awscli awsiotsdk
 fi
 
-echo "setup-test-env: ok ($(.venv/bin/python -c 'import importlib.metadata as m; print("paho-mqtt", m.version("paho-mqtt"), "pytest", m.version("pytest"))'))"
+echo "setup-test-env: ok ($(.venv/bin/python -c 'import importlib.metadata as m; print("paho-mqtt", m.version("paho-mqtt"), "pytest", m.version("pytest"), "boto3", m.version("boto3"), "awsiotsdk", m.version("awsiotsdk"))'))"

@@ -1,5 +1,6 @@
 import DroverHTTP
 import DroverListeners
+import DroverRegistry
 import DroverSQLite
 import Foundation
 import Logging
@@ -14,6 +15,7 @@ public struct DroverApplication: Sendable {
     public let configuration: DroverConfiguration
     public let broker: Broker
     public let registry: PrometheusCollectorRegistry
+    public let deviceRegistry: Registry
     let services: [any Service]
     let logger: Logger
 
@@ -34,6 +36,15 @@ public struct DroverApplication: Sendable {
             "retained": "\(broker.retainedCount)", "seconds": "\((ContinuousClock.now - started).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 3))))",
         ])
         self.broker = broker
+        let deviceRegistry = try Registry(
+            configuration: .init(account: configuration.accountId), store: try Self.makeRegistryStore(configuration),
+            logger: logger)
+        self.deviceRegistry = deviceRegistry
+        try Self.installAccessKeys(configuration, deviceRegistry, logger: logger)
+        let controlPlane = ControlPlane(
+            registry: deviceRegistry,
+            configuration: .init(endpointAddress: configuration.endpointAddress ?? ProcessInfo.processInfo.hostName),
+            logger: logger)
         var services: [any Service] = []
         if configuration.mqtt.port != 0 {
             services.append(MQTTListener(
@@ -53,11 +64,11 @@ public struct DroverApplication: Sendable {
             services.append(DroverHTTPServer.buildApplication(
                 configuration: .init(host: host, port: port,
                                      allowAnonymousWebSocket: configuration.http.allowAnonymous),
-                broker: broker, registry: registry, eventLoopGroup: eventLoopGroup, logger: logger,
+                broker: broker, registry: registry, controlPlane: controlPlane, eventLoopGroup: eventLoopGroup, logger: logger,
                 onServerRunning: { channel in
                     logger.notice("HTTP server ready", metadata: [
                         "address": "\(host):\(channel.localAddress?.port ?? port)",
-                        "routes": "/health /metrics /mqtt (WebSocket)",
+                        "routes": "/health /metrics /mqtt (WebSocket), AWS IoT control plane (SigV4)",
                     ])
                 }))
         }
@@ -85,6 +96,65 @@ public struct DroverApplication: Sendable {
             let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
             let path = (configuration.dataDir as NSString).appendingPathComponent("broker.sqlite")
             return try SQLiteBrokerStore(path: path, durability: durability, logger: logger)
+        }
+    }
+
+    static func makeRegistryStore(_ configuration: DroverConfiguration) throws -> any RegistryStore {
+        switch configuration.storageBackend {
+        case "memory":
+            return InMemoryRegistryStore()
+        default:
+            let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
+            let path = (configuration.dataDir as NSString).appendingPathComponent("registry.sqlite")
+            return try SQLiteRegistryStore(path: path, durability: durability)
+        }
+    }
+
+    /// On the first start (no keys at all) an admin key is made and written, in the AWS shared
+    /// credentials format, to `data_dir/admin-credentials` (0600). A key named in the
+    /// configuration is installed at every start.
+    static func installAccessKeys(_ configuration: DroverConfiguration, _ registry: Registry, logger: Logger) throws {
+        if let id = configuration.accessKeyId {
+            guard let file = configuration.secretAccessKeyFile else {
+                throw DroverConfiguration.Error(description: "api.access_key_id needs api.secret_access_key_file")
+            }
+            try checkPrivate(file)
+            guard let secret = try? String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+                  secret.count >= 16 else {
+                throw DroverConfiguration.Error(description: "api.secret_access_key_file \(file) must hold a secret of at least 16 characters")
+            }
+            let key = AccessKey(id: id, secret: secret, name: "configured", createdAt: Date().timeIntervalSince1970)
+            var existing = registry.snapshot.accessKeys[id]
+            existing?.createdAt = key.createdAt
+            if existing != key { _ = try registry.installAccessKey(key) }
+        }
+        let path = (configuration.dataDir as NSString).appendingPathComponent("admin-credentials")
+        let hasAdmin = registry.snapshot.accessKeys.values.contains { $0.name == "admin" }
+        guard !hasAdmin else { return }
+        let key = AccessKey.generate(name: "admin")
+        let text = """
+            # Drover's admin access key, made on the first start. boto3 and the AWS CLI read it with
+            # AWS_SHARED_CREDENTIALS_FILE=\(path)
+            [default]
+            aws_access_key_id = \(key.id)
+            aws_secret_access_key = \(key.secret)
+
+            """
+        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw DroverConfiguration.Error(description: "cannot write \(path)")
+        }
+        _ = try registry.installAccessKey(key)
+        logger.notice("created the admin access key", metadata: ["accessKeyId": "\(key.id)", "credentials": "\(path)"])
+    }
+
+    /// A secret file readable by others is refused: it would not be a secret.
+    static func checkPrivate(_ path: String) throws {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let mode = attributes[.posixPermissions] as? Int else {
+            throw DroverConfiguration.Error(description: "cannot read \(path)")
+        }
+        if mode & 0o077 != 0 {
+            throw DroverConfiguration.Error(description: "\(path) is readable by others (mode \(String(mode, radix: 8))); chmod 600 it")
         }
     }
 

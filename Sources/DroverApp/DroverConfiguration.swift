@@ -25,6 +25,13 @@ public struct DroverConfiguration: Sendable, Hashable {
     /// `fsync`: every group commit reaches the disk before acknowledgements go out. `normal`: the
     /// OS decides when; a process crash loses nothing, a power cut can lose the last commits.
     public var storageDurability = "fsync"
+    /// The account id in ARNs.
+    public var accountId = "123456789012"
+    /// What DescribeEndpoint answers; nil: the machine's host name.
+    public var endpointAddress: String?
+    /// An access key for automation, whose secret is read from a file (mode 0600).
+    public var accessKeyId: String?
+    public var secretAccessKeyFile: String?
 
     public init() {}
 
@@ -53,6 +60,20 @@ public struct DroverConfiguration: Sendable, Hashable {
             }
             config.storageDurability = value
         },
+        "api.account_id": { config, value in
+            guard value.count == 12, value.allSatisfy(\.isNumber) else {
+                throw Error(description: "api.account_id must be 12 digits, not '\(value)'")
+            }
+            config.accountId = value
+        },
+        "api.endpoint_address": { $0.endpointAddress = $1 },
+        "api.access_key_id": { config, value in
+            guard (16...128).contains(value.count), value.allSatisfy({ $0.isLetter || $0.isNumber }) else {
+                throw Error(description: "api.access_key_id must be 16 to 128 letters and digits")
+            }
+            config.accessKeyId = value
+        },
+        "api.secret_access_key_file": { $0.secretAccessKeyFile = $1 },
         "mqtt.bind": { $0.mqtt.bind = $1 },
         "mqtt.port": { $0.mqtt.port = try port($1, "mqtt.port") },
         "mqtt.allow_anonymous": { $0.mqtt.allowAnonymous = try bool($1, "mqtt.allow_anonymous") },

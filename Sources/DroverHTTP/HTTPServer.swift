@@ -1,3 +1,4 @@
+import DroverRegistry
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
@@ -27,11 +28,13 @@ public enum DroverHTTPServer {
         configuration: HTTPServerConfiguration,
         broker: Broker,
         registry: PrometheusCollectorRegistry,
+        controlPlane: ControlPlane? = nil,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         let router = buildRouter(broker: broker, registry: registry)
+        controlPlane?.register(on: router)
         let listener = ListenerInfo(
             name: "ws", isLoopback: configuration.isLoopback,
             allowAnonymous: configuration.allowAnonymousWebSocket ?? configuration.isLoopback)

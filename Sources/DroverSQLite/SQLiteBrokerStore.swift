@@ -51,34 +51,12 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
     /// missing file in a data directory that had one, is an error: never a silent empty broker.
     public init(path: String, durability: Durability, logger: Logger) throws {
         self.logger = logger
-        let marker = path + ".created"
-        let exists = FileManager.default.fileExists(atPath: path)
-        if !exists && FileManager.default.fileExists(atPath: marker) {
-            throw Error(description: "database \(path) is missing, but this data directory had one (\(marker)); restore it, or remove the marker to start empty")
-        }
-        if !exists {
-            // Created private first: SQLite gives its -wal and -shm files the database's mode.
-            _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
-        }
-        var configuration = Configuration()
-        configuration.label = "drover.broker"
         let synchronous = durability.mode == .fsync ? "FULL" : "NORMAL"
-        configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL")
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-        }
         do {
-            database = try DatabaseQueue(path: path, configuration: configuration)
-            try Self.migrator.migrate(database)
-            _ = try database.read { db in try Int.fetchOne(db, sql: "PRAGMA quick_check") }
+            database = try SQLiteDatabase.open(
+                path: path, label: "drover.broker", what: "broker database", synchronous: synchronous, migrator: Self.migrator)
         } catch {
-            throw Error(description: "cannot open the broker database \(path): \(error)")
-        }
-        if !exists {
-            _ = FileManager.default.createFile(atPath: marker, contents: Data(), attributes: [.posixPermissions: 0o600])
-        }
-        for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
-            try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+            throw Error(description: "\(error)")
         }
     }
 

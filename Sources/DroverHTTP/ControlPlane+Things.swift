@@ -1,0 +1,252 @@
+import DroverRegistry
+import Foundation
+import Hummingbird
+
+/// Things, thing types and DescribeEndpoint; the JSON shapes are botocore's.
+extension ControlPlane {
+    struct AttributePayload: Codable {
+        var attributes: [String: String]?
+        var merge: Bool?
+    }
+
+    struct CreateThingInput: Decodable {
+        var thingTypeName: String?
+        var attributePayload: AttributePayload?
+        var billingGroupName: String?
+    }
+
+    struct CreateThingOutput: Encodable {
+        var thingName: String
+        var thingArn: String
+        var thingId: String
+    }
+
+    struct ThingOutput: Encodable {
+        var defaultClientId: String?
+        var thingName: String
+        var thingId: String?
+        var thingArn: String
+        var thingTypeName: String?
+        var attributes: [String: String]
+        var version: Int64
+    }
+
+    func thingOutput(_ thing: Thing, _ caller: Caller, full: Bool) -> ThingOutput {
+        ThingOutput(defaultClientId: full ? thing.name : nil, thingName: thing.name, thingId: full ? thing.id : nil,
+                    thingArn: registry.arn(caller.region, "thing/\(thing.name)"), thingTypeName: thing.typeName,
+                    attributes: thing.attributes, version: thing.version)
+    }
+
+    func createThing(_ call: Call) async throws -> Response {
+        let name = try call.parameter("thingName")
+        let input = try call.decode(CreateThingInput.self)
+        if input.billingGroupName != nil { throw RegistryError(.invalidRequest, "billing groups are not supported by Drover") }
+        let thing = try await registry.createThing(
+            call.caller, name: name, typeName: input.thingTypeName, attributes: input.attributePayload?.attributes ?? [:])
+        return Self.json(CreateThingOutput(thingName: thing.name, thingArn: registry.arn(call.caller.region, "thing/\(thing.name)"),
+                                           thingId: thing.id))
+    }
+
+    func describeThing(_ call: Call) async throws -> Response {
+        let thing = try registry.describeThing(try call.parameter("thingName"))
+        return Self.json(thingOutput(thing, call.caller, full: true))
+    }
+
+    struct UpdateThingInput: Decodable {
+        var thingTypeName: String?
+        var attributePayload: AttributePayload?
+        var expectedVersion: Int64?
+        var removeThingType: Bool?
+    }
+
+    func updateThing(_ call: Call) async throws -> Response {
+        let input = try call.decode(UpdateThingInput.self)
+        try await registry.updateThing(
+            call.caller, name: try call.parameter("thingName"), typeName: input.thingTypeName,
+            removeThingType: input.removeThingType ?? false, attributes: input.attributePayload?.attributes,
+            merge: input.attributePayload?.merge ?? false, expectedVersion: input.expectedVersion)
+        return Self.empty()
+    }
+
+    func deleteThing(_ call: Call) async throws -> Response {
+        var expected: Int64?
+        if let text = call.query("expectedVersion") {
+            guard let value = Int64(text) else { throw RegistryError(.invalidRequest, "expectedVersion must be a number") }
+            expected = value
+        }
+        try await registry.deleteThing(call.caller, name: try call.parameter("thingName"), expectedVersion: expected)
+        return Self.empty()
+    }
+
+    struct ListThingsOutput: Encodable {
+        var things: [ThingOutput]
+        var nextToken: String?
+    }
+
+    func listThings(_ call: Call) async throws -> Response {
+        let filter = Registry.ThingFilter(
+            attributeName: call.query("attributeName"), attributeValue: call.query("attributeValue"),
+            usePrefixAttributeValue: call.query("usePrefixAttributeValue") == "true", typeName: call.query("thingTypeName"))
+        let page = try registry.listThings(filter, maxResults: try call.queryInt("maxResults"), nextToken: call.query("nextToken"))
+        return Self.json(ListThingsOutput(things: page.items.map { thingOutput($0, call.caller, full: false) },
+                                          nextToken: page.nextToken))
+    }
+
+    // MARK: Thing types
+
+    struct ThingTypeProperties: Codable {
+        var thingTypeDescription: String?
+        var searchableAttributes: [String]?
+    }
+
+    struct CreateThingTypeInput: Decodable {
+        var thingTypeProperties: ThingTypeProperties?
+    }
+
+    struct CreateThingTypeOutput: Encodable {
+        var thingTypeName: String
+        var thingTypeArn: String
+        var thingTypeId: String
+    }
+
+    struct ThingTypeMetadata: Encodable {
+        var deprecated: Bool
+        var deprecationDate: Double?
+        var creationDate: Double
+    }
+
+    struct ThingTypeOutput: Encodable {
+        var thingTypeName: String
+        var thingTypeId: String?
+        var thingTypeArn: String
+        var thingTypeProperties: ThingTypeProperties
+        var thingTypeMetadata: ThingTypeMetadata
+    }
+
+    func thingTypeOutput(_ type: ThingType, _ caller: Caller, full: Bool) -> ThingTypeOutput {
+        ThingTypeOutput(
+            thingTypeName: type.name, thingTypeId: full ? type.id : nil,
+            thingTypeArn: registry.arn(caller.region, "thingtype/\(type.name)"),
+            thingTypeProperties: .init(thingTypeDescription: type.description,
+                                       searchableAttributes: type.searchableAttributes.isEmpty ? nil : type.searchableAttributes),
+            thingTypeMetadata: .init(deprecated: type.deprecated, deprecationDate: type.deprecatedAt, creationDate: type.createdAt))
+    }
+
+    func createThingType(_ call: Call) async throws -> Response {
+        let input = try call.decode(CreateThingTypeInput.self)
+        let type = try await registry.createThingType(
+            call.caller, name: try call.parameter("thingTypeName"),
+            description: input.thingTypeProperties?.thingTypeDescription,
+            searchableAttributes: input.thingTypeProperties?.searchableAttributes ?? [])
+        return Self.json(CreateThingTypeOutput(thingTypeName: type.name, thingTypeArn: registry.arn(call.caller.region, "thingtype/\(type.name)"),
+                                               thingTypeId: type.id))
+    }
+
+    func describeThingType(_ call: Call) async throws -> Response {
+        Self.json(thingTypeOutput(try registry.describeThingType(try call.parameter("thingTypeName")), call.caller, full: true))
+    }
+
+    struct DeprecateInput: Decodable {
+        var undoDeprecate: Bool?
+    }
+
+    func deprecateThingType(_ call: Call) async throws -> Response {
+        let input = try call.decode(DeprecateInput.self)
+        try await registry.deprecateThingType(call.caller, name: try call.parameter("thingTypeName"), undo: input.undoDeprecate ?? false)
+        return Self.empty()
+    }
+
+    func deleteThingType(_ call: Call) async throws -> Response {
+        try await registry.deleteThingType(call.caller, name: try call.parameter("thingTypeName"))
+        return Self.empty()
+    }
+
+    struct ListThingTypesOutput: Encodable {
+        var thingTypes: [ThingTypeOutput]
+        var nextToken: String?
+    }
+
+    func listThingTypes(_ call: Call) async throws -> Response {
+        let page = try registry.listThingTypes(name: call.query("thingTypeName"), maxResults: try call.queryInt("maxResults"),
+                                               nextToken: call.query("nextToken"))
+        return Self.json(ListThingTypesOutput(thingTypes: page.items.map { thingTypeOutput($0, call.caller, full: false) },
+                                              nextToken: page.nextToken))
+    }
+
+    // MARK: Endpoint
+
+    struct EndpointOutput: Encodable {
+        var endpointAddress: String
+    }
+
+    func describeEndpoint(_ call: Call) async throws -> Response {
+        let type = call.query("endpointType") ?? "iot:Data-ATS"
+        let known = ["iot:Data", "iot:Data-ATS", "iot:CredentialProvider", "iot:Jobs"]
+        guard known.contains(type) else {
+            throw RegistryError(.invalidRequest, "endpointType must be one of \(known.joined(separator: ", "))")
+        }
+        return Self.json(EndpointOutput(endpointAddress: configuration.endpointAddress))
+    }
+
+    // MARK: Drover: audit log and access keys
+
+    struct AuditOutput: Encodable {
+        var entries: [AuditEntry]
+        var nextToken: String?
+    }
+
+    func queryAudit(_ call: Call) async throws -> Response {
+        func time(_ name: String) throws -> Double? {
+            guard let text = call.query(name) else { return nil }
+            if let seconds = Double(text) { return seconds }
+            guard let date = ISO8601DateFormatter().date(from: text) else {
+                throw RegistryError(.invalidRequest, "\(name) must be epoch seconds or ISO 8601 (2026-11-21T10:00:00Z)")
+            }
+            return date.timeIntervalSince1970
+        }
+        let limit = try call.queryInt("maxResults") ?? 100
+        guard (1...1000).contains(limit) else { throw RegistryError(.invalidRequest, "maxResults must be between 1 and 1000") }
+        var before: Int64?
+        if let token = call.query("nextToken") {
+            guard let value = Int64(token) else { throw RegistryError(.invalidRequest, "nextToken is not one that this API returned") }
+            before = value
+        }
+        let query = AuditQuery(from: try time("from"), to: try time("to"), resource: call.query("resource"),
+                               principal: call.query("principal"), operation: call.query("operation"), limit: limit, before: before)
+        let entries = try await registry.auditLog(query)
+        let next = entries.count == limit ? entries.last?.id.map(String.init) : nil
+        return Self.json(AuditOutput(entries: entries, nextToken: next))
+    }
+
+    struct AccessKeyOutput: Encodable {
+        var accessKeyId: String
+        var secretAccessKey: String?
+        var name: String
+        var creationDate: Double
+    }
+
+    struct AccessKeysOutput: Encodable {
+        var accessKeys: [AccessKeyOutput]
+    }
+
+    func listAccessKeys(_ call: Call) async throws -> Response {
+        Self.json(AccessKeysOutput(accessKeys: registry.listAccessKeys().map {
+            AccessKeyOutput(accessKeyId: $0.id, secretAccessKey: nil, name: $0.name, creationDate: $0.createdAt)
+        }))
+    }
+
+    struct CreateAccessKeyInput: Decodable {
+        var name: String?
+    }
+
+    func createAccessKey(_ call: Call) async throws -> Response {
+        let input = try call.decode(CreateAccessKeyInput.self)
+        let key = try await registry.createAccessKey(call.caller, name: input.name ?? "")
+        return Self.json(AccessKeyOutput(accessKeyId: key.id, secretAccessKey: key.secret, name: key.name, creationDate: key.createdAt))
+    }
+
+    func revokeAccessKey(_ call: Call) async throws -> Response {
+        try await registry.revokeAccessKey(call.caller, id: try call.parameter("accessKeyId"))
+        return Self.empty()
+    }
+}

@@ -1,0 +1,44 @@
+import SwiftASN1
+import X509
+
+/// The PEM text of a certificate, ending in a newline as `openssl` writes it and as AWS IoT returns `certificatePem`.
+public func pem(of certificate: Certificate) -> String {
+    PEMDocument(type: Certificate.defaultPEMDiscriminator, derBytes: derBytes(of: certificate)).pemString + "\n"
+}
+
+/// The DER encoding of a certificate: the bytes its certificate id is the hash of.
+func derBytes(of certificate: Certificate) -> [UInt8] {
+    var serializer = DER.Serializer()
+    // `Certificate` keeps the DER of its three parts (the bytes it was parsed from or signed over) and its
+    // serialisation only writes them back inside a SEQUENCE, which cannot fail.
+    try! serializer.serialize(certificate)
+    return serializer.serializedBytes
+}
+
+/// Picks documents out of PEM text that may hold several (a key file from `openssl ecparam -genkey` starts with
+/// an `EC PARAMETERS` block; a CA file may carry comments or a bundle).
+enum PEMBlocks {
+    static func documents(in text: String) -> [PEMDocument]? {
+        guard let documents = try? PEMDocument.parseMultiple(pemString: text), !documents.isEmpty else {
+            return nil
+        }
+        return documents
+    }
+
+    /// The DER of the one certificate in `text`. More than one is refused: which of them is meant is for the caller
+    /// to say.
+    static func singleCertificateDER(in text: String) throws -> [UInt8] {
+        guard let documents = Self.documents(in: text) else {
+            throw IdentityError.notAPEMCertificate("no -----BEGIN CERTIFICATE----- block")
+        }
+        let certificates = documents.filter { $0.discriminator == Certificate.defaultPEMDiscriminator }
+        guard certificates.count == 1 else {
+            throw IdentityError.notAPEMCertificate(
+                certificates.isEmpty
+                    ? "no -----BEGIN CERTIFICATE----- block"
+                    : "found \(certificates.count) certificates; give one at a time"
+            )
+        }
+        return certificates[0].derBytes
+    }
+}

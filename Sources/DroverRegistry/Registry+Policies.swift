@@ -1,0 +1,226 @@
+import DroverPolicy
+import Foundation
+
+extension Registry {
+    static func checkPolicyName(_ name: String) throws {
+        guard (1...128).contains(name.count),
+              name.unicodeScalars.allSatisfy({ $0.isASCIIAlphanumeric || "_+=,.@-".unicodeScalars.contains($0) })
+        else { throw RegistryError.invalid("policy name '\(name)' must be 1 to 128 characters of a-z, A-Z, 0-9 and _+=,.@-") }
+    }
+
+    static func parse(_ document: String) throws -> PolicyDocument {
+        switch PolicyDocument.parse(document) {
+        case .success(let parsed): return parsed
+        case .failure(let error): throw RegistryError(.malformedPolicy, "the policy document is not valid: \(error)")
+        }
+    }
+
+    /// A principal in API form (a certificate ARN, or a bare certificate id) as a target key.
+    public static func certificateTarget(_ principal: String) throws -> String {
+        let id = principal.split(separator: "/").last.map(String.init) ?? principal
+        guard principal.hasPrefix("arn:") ? principal.contains(":cert/") : true else {
+            throw RegistryError.invalid("the principal must be a certificate ARN (arn:aws:iot:REGION:ACCOUNT:cert/ID), not '\(principal)'")
+        }
+        try checkCertificateId(id)
+        return id
+    }
+
+    // MARK: Policies
+
+    public func createPolicy(_ caller: Caller, name: String, document: String) async throws -> PolicyRecord {
+        try Self.checkPolicyName(name)
+        let parsed = try Self.parse(document)
+        return try await mutate(caller, "CreatePolicy", "policy/\(name)") { state, changes in
+            if state.policies[name] != nil { throw RegistryError(.alreadyExists, "policy \(name) already exists", resourceId: name) }
+            let now = Date().timeIntervalSince1970
+            let policy = PolicyRecord(name: name, versions: [.init(id: 1, document: document, createdAt: now)], defaultVersion: 1,
+                                      nextVersion: 2, createdAt: now, modifiedAt: now)
+            state.policies[name] = policy
+            state.parsedPolicies[name] = parsed
+            changes.append(Self.record(Kind.policy, name, policy))
+            return policy
+        }
+    }
+
+    public func policy(_ name: String) throws -> PolicyRecord {
+        guard let policy = snapshot.policies[name] else { throw RegistryError.notFound("policy", name) }
+        return policy
+    }
+
+    public func listPolicies(pageSize: Int?, marker: String?, ascending: Bool) throws -> Page<PolicyRecord> {
+        let items = Array(snapshot.policies.values)
+        if ascending { return try Self.page(items, key: \.name, maxResults: pageSize, nextToken: marker) }
+        let descending = try Self.page(items.map { Reversed($0, $0.name) }, key: \.inverted, maxResults: pageSize, nextToken: marker)
+        return Page(items: descending.items.map(\.value), nextToken: descending.nextToken)
+    }
+
+    /// AWS's rules: a policy with targets, or with versions other than the default, stays.
+    public func deletePolicy(_ caller: Caller, name: String) async throws {
+        try await mutate(caller, "DeletePolicy", "policy/\(name)") { state, changes in
+            guard let policy = state.policies[name] else { throw RegistryError.notFound("policy", name) }
+            if let targets = state.policyTargets[name], !targets.isEmpty {
+                throw RegistryError(.deleteConflict, "policy \(name) is attached to \(targets.count) target(s); detach it first")
+            }
+            guard policy.versions.count == 1 else {
+                throw RegistryError(.deleteConflict, "policy \(name) has \(policy.versions.count - 1) version(s) besides the default; delete them first")
+            }
+            state.policies[name] = nil
+            state.parsedPolicies[name] = nil
+            changes.append(Self.removal(Kind.policy, name))
+            changes.append(Self.removal(Kind.policyTargets, name))
+        }
+    }
+
+    public func createPolicyVersion(_ caller: Caller, name: String, document: String, setAsDefault: Bool) async throws -> (PolicyRecord, Int) {
+        let parsed = try Self.parse(document)
+        return try await mutate(caller, "CreatePolicyVersion", "policy/\(name)") { state, changes in
+            guard var policy = state.policies[name] else { throw RegistryError.notFound("policy", name) }
+            guard policy.versions.count < 5 else {
+                throw RegistryError(.versionsLimitExceeded, "policy \(name) has 5 versions, the most allowed; delete one first")
+            }
+            let now = Date().timeIntervalSince1970
+            let id = policy.nextVersion
+            policy.versions.append(.init(id: id, document: document, createdAt: now))
+            policy.nextVersion += 1
+            policy.modifiedAt = now
+            if setAsDefault {
+                policy.defaultVersion = id
+                state.parsedPolicies[name] = parsed
+            }
+            state.policies[name] = policy
+            changes.append(Self.record(Kind.policy, name, policy))
+            return (policy, id)
+        }
+    }
+
+    static func versionNumber(_ text: String) throws -> Int {
+        guard let number = Int(text), number > 0 else { throw RegistryError.invalid("policyVersionId must be a positive number, not '\(text)'") }
+        return number
+    }
+
+    public func setDefaultPolicyVersion(_ caller: Caller, name: String, version: String) async throws {
+        let number = try Self.versionNumber(version)
+        try await mutate(caller, "SetDefaultPolicyVersion", "policy/\(name)") { state, changes in
+            guard var policy = state.policies[name] else { throw RegistryError.notFound("policy", name) }
+            guard let chosen = policy.versions.first(where: { $0.id == number }) else {
+                throw RegistryError.notFound("version \(number) of policy", name)
+            }
+            policy.defaultVersion = number
+            policy.modifiedAt = Date().timeIntervalSince1970
+            state.parsedPolicies[name] = try Self.parse(chosen.document)
+            state.policies[name] = policy
+            changes.append(Self.record(Kind.policy, name, policy))
+        }
+    }
+
+    public func deletePolicyVersion(_ caller: Caller, name: String, version: String) async throws {
+        let number = try Self.versionNumber(version)
+        try await mutate(caller, "DeletePolicyVersion", "policy/\(name)") { state, changes in
+            guard var policy = state.policies[name] else { throw RegistryError.notFound("policy", name) }
+            guard policy.versions.contains(where: { $0.id == number }) else {
+                throw RegistryError.notFound("version \(number) of policy", name)
+            }
+            guard policy.defaultVersion != number else {
+                throw RegistryError(.deleteConflict, "version \(number) is the default version of policy \(name); make another the default first")
+            }
+            policy.versions.removeAll { $0.id == number }
+            state.policies[name] = policy
+            changes.append(Self.record(Kind.policy, name, policy))
+        }
+    }
+
+    // MARK: Attachments
+
+    public func attachPolicy(_ caller: Caller, name: String, target: String) async throws {
+        let key = "cert/" + (try Self.certificateTarget(target))
+        try await mutate(caller, "AttachPolicy", "policy/\(name)") { state, changes in
+            guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
+            guard state.certificates[String(key.dropFirst(5))] != nil else { throw RegistryError.notFound("certificate", String(key.dropFirst(5))) }
+            let attached = state.policyTargets.filter { $0.value.contains(key) }.count
+            guard attached < 10 || state.policyTargets[name]?.contains(key) == true else {
+                throw RegistryError(.limitExceeded, "a certificate can have at most 10 policies attached")
+            }
+            state.policyTargets[name, default: []].insert(key)
+            changes.append(Self.record(Kind.policyTargets, name, state.policyTargets[name] ?? []))
+        }
+    }
+
+    public func detachPolicy(_ caller: Caller, name: String, target: String) async throws {
+        let key = "cert/" + (try Self.certificateTarget(target))
+        try await mutate(caller, "DetachPolicy", "policy/\(name)") { state, changes in
+            guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
+            guard state.policyTargets[name]?.remove(key) != nil else {
+                throw RegistryError.invalid("policy \(name) is not attached to \(target)")
+            }
+            changes.append(Self.record(Kind.policyTargets, name, state.policyTargets[name] ?? []))
+        }
+    }
+
+    public func attachedPolicies(target: String) throws -> [PolicyRecord] {
+        let key = "cert/" + (try Self.certificateTarget(target))
+        let state = snapshot
+        guard state.certificates[String(key.dropFirst(5))] != nil else { throw RegistryError.notFound("certificate", target) }
+        return state.policyTargets.filter { $0.value.contains(key) }.keys.sorted().compactMap { state.policies[$0] }
+    }
+
+    /// Certificate ids of the targets.
+    public func targets(ofPolicy name: String) throws -> [String] {
+        let state = snapshot
+        guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
+        return (state.policyTargets[name] ?? []).sorted().map { String($0.dropFirst(5)) }
+    }
+
+    public func attachThingPrincipal(_ caller: Caller, thing: String, principal: String) async throws {
+        let id = try Self.certificateTarget(principal)
+        try await mutate(caller, "AttachThingPrincipal", thing) { state, changes in
+            guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
+            guard state.certificates[id] != nil else { throw RegistryError.notFound("certificate", id) }
+            state.thingPrincipals[thing, default: []].insert(id)
+            changes.append(Self.record(Kind.thingPrincipals, thing, state.thingPrincipals[thing] ?? []))
+        }
+    }
+
+    public func detachThingPrincipal(_ caller: Caller, thing: String, principal: String) async throws {
+        let id = try Self.certificateTarget(principal)
+        try await mutate(caller, "DetachThingPrincipal", thing) { state, changes in
+            guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
+            guard state.thingPrincipals[thing]?.remove(id) != nil else {
+                throw RegistryError.notFound("attachment of certificate \(id) to thing", thing)
+            }
+            changes.append(Self.record(Kind.thingPrincipals, thing, state.thingPrincipals[thing] ?? []))
+        }
+    }
+
+    public func thingPrincipals(_ thing: String) throws -> [String] {
+        let state = snapshot
+        guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
+        return (state.thingPrincipals[thing] ?? []).sorted()
+    }
+
+    public func principalThings(_ principal: String) throws -> [String] {
+        let id = try Self.certificateTarget(principal)
+        let state = snapshot
+        guard state.certificates[id] != nil else { throw RegistryError.notFound("certificate", id) }
+        return state.things(ofCertificate: id)
+    }
+}
+
+extension RegistryState {
+    /// The thing a connection with this certificate acts as: the attached thing named like the
+    /// client id, or else the only attached thing (AWS's rule); nil if neither.
+    public func connectionThing(certificateId: String, clientId: String?) -> Thing? {
+        let attached = things(ofCertificate: certificateId)
+        if let clientId, attached.contains(clientId) { return things[clientId] }
+        return attached.count == 1 ? things[attached[0]] : nil
+    }
+
+    /// What the policy variables of a connection resolve to, and the policies that apply.
+    public func policyContext(certificateId: String, clientId: String?, region: String, account: String) -> (PolicyContext, [NamedPolicy]) {
+        let thing = connectionThing(certificateId: certificateId, clientId: clientId)
+        let context = PolicyContext(
+            clientId: clientId, thingName: thing?.name, thingTypeName: thing?.typeName, thingAttributes: thing?.attributes ?? [:],
+            isAttached: thing != nil, certificateCommonName: certificates[certificateId]?.commonName, region: region,
+            account: account)
+        return (context, policies(attachedTo: "cert/\(certificateId)"))
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+
+/// A device in the registry (AWS IoT "thing").
+public struct Thing: Codable, Sendable, Hashable {
+    public var name: String
+    public var id: String
+    public var typeName: String?
+    public var attributes: [String: String]
+    /// Starts at 1 and goes up by one with every update (AWS's `version`).
+    public var version: Int64
+    public var createdAt: Double
+}
+
+public struct ThingType: Codable, Sendable, Hashable {
+    public var name: String
+    public var id: String
+    public var description: String?
+    public var searchableAttributes: [String]
+    public var deprecated: Bool
+    public var deprecatedAt: Double?
+    public var createdAt: Double
+}
+
+/// An API credential: the access key id and the secret that SigV4 signatures are checked with.
+public struct AccessKey: Codable, Sendable, Hashable {
+    public var id: String
+    public var secret: String
+    public var name: String
+    public var createdAt: Double
+    public var active: Bool
+
+    public init(id: String, secret: String, name: String, createdAt: Double, active: Bool = true) {
+        self.id = id
+        self.secret = secret
+        self.name = name
+        self.createdAt = createdAt
+        self.active = active
+    }
+
+    /// A new key: "DRVR" and 16 characters of base 32 for the id (20, as AWS's), 40 for the secret.
+    public static func generate(name: String, now: Date = Date()) -> AccessKey {
+        let upper = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+        let any = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+        var generator = SystemRandomNumberGenerator()
+        let id = "DRVR" + String((0..<16).map { _ in upper.randomElement(using: &generator)! })
+        let secret = String((0..<40).map { _ in any.randomElement(using: &generator)! })
+        return AccessKey(id: id, secret: secret, name: name, createdAt: now.timeIntervalSince1970)
+    }
+}
+
+/// One change made through the control plane, or refused by it.
+public struct AuditEntry: Codable, Sendable, Hashable {
+    public var id: Int64?
+    public var time: Double
+    /// The access key that signed the request.
+    public var principal: String
+    /// The API operation, e.g. "CreateThing".
+    public var operation: String
+    /// The resource it acted on: a thing name, a certificate id, "policy/p1", ...
+    public var resource: String
+    /// "success", or the AWS error type.
+    public var outcome: String
+    public var message: String?
+
+    public init(time: Double, principal: String, operation: String, resource: String, outcome: String, message: String? = nil) {
+        self.time = time
+        self.principal = principal
+        self.operation = operation
+        self.resource = resource
+        self.outcome = outcome
+        self.message = message
+    }
+}
+
+public struct AuditQuery: Sendable, Hashable {
+    public var from: Double?
+    public var to: Double?
+    public var resource: String?
+    public var principal: String?
+    public var operation: String?
+    public var limit: Int = 100
+    /// Entries with an id below this one (for paging backwards from the newest).
+    public var before: Int64?
+
+    public init(from: Double? = nil, to: Double? = nil, resource: String? = nil, principal: String? = nil,
+                operation: String? = nil, limit: Int = 100, before: Int64? = nil) {
+        self.from = from
+        self.to = to
+        self.resource = resource
+        self.principal = principal
+        self.operation = operation
+        self.limit = limit
+        self.before = before
+    }
+}
+
+/// A device (or server) certificate known to the registry. The facts come from the certificate
+/// itself; the registry adds its status.
+public struct CertificateRecord: Codable, Sendable, Hashable {
+    public struct Status: Sendable, Hashable {
+        public let rawValue: String
+        public static let active = Status(rawValue: "ACTIVE")
+        public static let inactive = Status(rawValue: "INACTIVE")
+        public static let revoked = Status(rawValue: "REVOKED")
+        public static let pendingActivation = Status(rawValue: "PENDING_ACTIVATION")
+        static let all: [Status] = [.active, .inactive, .revoked, .pendingActivation]
+
+        public init?(_ name: String) {
+            guard let status = Status.all.first(where: { $0.rawValue == name }) else { return nil }
+            self = status
+        }
+
+        private init(rawValue: String) { self.rawValue = rawValue }
+    }
+
+    /// Lowercase hex SHA-256 of the DER, 64 characters, as AWS IoT's certificate ids.
+    public var id: String
+    public var pem: String
+    public var status: String
+    /// The registered CA that issued it; nil when registered without a CA.
+    public var caCertificateId: String?
+    public var subject: String
+    public var commonName: String?
+    public var notBefore: Double
+    public var notAfter: Double
+    public var createdAt: Double
+    public var modifiedAt: Double
+    /// "DEFAULT" (issued by a registered CA) or "SNI_ONLY" (registered without one).
+    public var mode: String
+
+    public init(id: String, pem: String, status: String, caCertificateId: String?, subject: String, commonName: String?,
+                notBefore: Double, notAfter: Double, createdAt: Double, mode: String) {
+        self.id = id
+        self.pem = pem
+        self.status = status
+        self.caCertificateId = caCertificateId
+        self.subject = subject
+        self.commonName = commonName
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.createdAt = createdAt
+        self.modifiedAt = createdAt
+        self.mode = mode
+    }
+
+    public var isActive: Bool { status == Status.active.rawValue }
+}
+
+/// A CA whose device certificates the registry accepts.
+public struct CACertificateRecord: Codable, Sendable, Hashable {
+    public var id: String
+    public var pem: String
+    /// "ACTIVE" or "INACTIVE".
+    public var status: String
+    public var autoRegistration: String
+    public var subject: String
+    public var notBefore: Double
+    public var notAfter: Double
+    public var createdAt: Double
+    public var modifiedAt: Double
+    /// Drover's own CA: it cannot be deleted through the API.
+    public var builtIn: Bool
+
+    public init(id: String, pem: String, status: String, autoRegistration: String = "DISABLE", subject: String,
+                notBefore: Double, notAfter: Double, createdAt: Double, builtIn: Bool) {
+        self.id = id
+        self.pem = pem
+        self.status = status
+        self.autoRegistration = autoRegistration
+        self.subject = subject
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.createdAt = createdAt
+        self.modifiedAt = createdAt
+        self.builtIn = builtIn
+    }
+}
+
+public struct PolicyVersionRecord: Codable, Sendable, Hashable {
+    public var id: Int
+    public var document: String
+    public var createdAt: Double
+}
+
+public struct PolicyRecord: Codable, Sendable, Hashable {
+    public var name: String
+    public var versions: [PolicyVersionRecord]
+    public var defaultVersion: Int
+    public var nextVersion: Int
+    public var createdAt: Double
+    public var modifiedAt: Double
+
+    public var defaultDocument: String { versions.first { $0.id == defaultVersion }?.document ?? "" }
+}

@@ -1,0 +1,65 @@
+import NIOConcurrencyHelpers
+
+/// One record written or removed. Records are stored by kind and key as JSON, so the store does
+/// not change when the registry gains a kind of resource.
+public struct RegistryRecordChange: Sendable, Hashable {
+    public var kind: String
+    public var key: String
+    /// nil removes the record.
+    public var value: [UInt8]?
+
+    public init(kind: String, key: String, value: [UInt8]?) {
+        self.kind = kind
+        self.key = key
+        self.value = value
+    }
+}
+
+/// The registry's storage port. `apply` is one transaction: the records and the audit entry are
+/// durable together or not at all.
+public protocol RegistryStore: Sendable {
+    /// Every record, by kind, then key.
+    func loadAll() throws -> [String: [String: [UInt8]]]
+    func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws
+    func appendAudit(_ entry: AuditEntry) throws
+    func queryAudit(_ query: AuditQuery) throws -> [AuditEntry]
+}
+
+/// For tests and `storage.backend: memory`.
+public final class InMemoryRegistryStore: RegistryStore {
+    private let state = NIOLockedValueBox<(records: [String: [String: [UInt8]]], audit: [AuditEntry])>(([:], []))
+
+    public init() {}
+
+    public func loadAll() throws -> [String: [String: [UInt8]]] { state.withLockedValue { $0.records } }
+
+    public func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws {
+        state.withLockedValue { state in
+            for change in changes { state.records[change.kind, default: [:]][change.key] = change.value }
+            if var audit {
+                audit.id = Int64(state.audit.count + 1)
+                state.audit.append(audit)
+            }
+        }
+    }
+
+    public func appendAudit(_ entry: AuditEntry) throws { try apply([], audit: entry) }
+
+    public func queryAudit(_ query: AuditQuery) throws -> [AuditEntry] {
+        state.withLockedValue { state in
+            Array(state.audit.reversed().filter { query.matches($0) }.prefix(query.limit))
+        }
+    }
+}
+
+extension AuditQuery {
+    public func matches(_ entry: AuditEntry) -> Bool {
+        if let from, entry.time < from { return false }
+        if let to, entry.time > to { return false }
+        if let resource, entry.resource != resource { return false }
+        if let principal, entry.principal != principal { return false }
+        if let operation, entry.operation != operation { return false }
+        if let before, let id = entry.id, id >= before { return false }
+        return true
+    }
+}

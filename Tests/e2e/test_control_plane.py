@@ -1,0 +1,282 @@
+"""The AWS IoT control plane with boto3, botocore signing and the AWS CLI: things, thing types,
+DescribeEndpoint, SigV4 (headers and presigned URLs), the AWS error shapes, the audit log."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import stat
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+import aws
+from clients import uid
+
+pytestmark = pytest.mark.skipif(os.environ.get("DROVER_E2E_MOSQUITTO") == "1", reason="Drover-only API")
+
+
+def error_code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+def test_admin_credentials_file_is_private(drover):
+    path = Path(drover.data_dir) / "admin-credentials"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    key_id, secret = aws.admin_credentials(drover)
+    assert len(key_id) == 20 and len(secret) == 40
+    assert secret not in Path(drover.log_path).read_text(), "the secret key is in the server log"
+
+
+def test_thing_lifecycle(drover):
+    iot = aws.iot(drover)
+    name = uid("thing").replace("-", "_")
+    created = iot.create_thing(thingName=name, attributePayload={"attributes": {"model": "m1", "site": "lab"}})
+    assert created["thingName"] == name
+    assert created["thingArn"] == f"arn:aws:iot:us-east-1:123456789012:thing/{name}"
+    assert created["thingId"]
+    # The same create again is answered with the same thing (AWS is idempotent here).
+    assert iot.create_thing(thingName=name, attributePayload={"attributes": {"model": "m1", "site": "lab"}})["thingId"] == created["thingId"]
+
+    described = iot.describe_thing(thingName=name)
+    assert described["attributes"] == {"model": "m1", "site": "lab"}
+    assert described["version"] == 1 and described["defaultClientId"] == name
+
+    iot.update_thing(thingName=name, attributePayload={"attributes": {"site": "field", "fw": "1.2"}, "merge": True},
+                     expectedVersion=1)
+    described = iot.describe_thing(thingName=name)
+    assert described["attributes"] == {"model": "m1", "site": "field", "fw": "1.2"} and described["version"] == 2
+    # Without merge the attributes are replaced; an empty value removes a key with merge.
+    iot.update_thing(thingName=name, attributePayload={"attributes": {"fw": ""}, "merge": True})
+    assert "fw" not in iot.describe_thing(thingName=name)["attributes"]
+    iot.update_thing(thingName=name, attributePayload={"attributes": {"only": "this"}})
+    assert iot.describe_thing(thingName=name)["attributes"] == {"only": "this"}
+
+    with pytest.raises(ClientError) as e:
+        iot.update_thing(thingName=name, attributePayload={"attributes": {"a": "b"}}, expectedVersion=1)
+    assert error_code(e) == "VersionConflictException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    with pytest.raises(ClientError) as e:
+        iot.delete_thing(thingName=name, expectedVersion=1)
+    assert error_code(e) == "VersionConflictException"
+
+    iot.delete_thing(thingName=name, expectedVersion=iot.describe_thing(thingName=name)["version"])
+    with pytest.raises(iot.exceptions.ResourceNotFoundException) as e:
+        iot.describe_thing(thingName=name)
+    assert name in e.value.response["Error"]["Message"]
+
+
+def test_thing_errors(drover):
+    iot = aws.iot(drover)
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_thing(thingName="no_such_thing")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.update_thing(thingName="no_such_thing", attributePayload={"attributes": {"a": "b"}})
+    name = uid("dup").replace("-", "_")
+    iot.create_thing(thingName=name, attributePayload={"attributes": {"v": "1"}})
+    with pytest.raises(iot.exceptions.ResourceAlreadyExistsException) as e:
+        iot.create_thing(thingName=name, attributePayload={"attributes": {"v": "2"}})
+    assert "already exists" in e.value.response["Error"]["Message"]
+    with pytest.raises(iot.exceptions.InvalidRequestException) as e:
+        iot.create_thing(thingName="bad name with spaces")
+    assert "thing name" in e.value.response["Error"]["Message"]
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.create_thing(thingName=uid("x").replace("-", "_"), attributePayload={"attributes": {"k": "no spaces allowed"}})
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.create_thing(thingName=uid("typed").replace("-", "_"), thingTypeName="no_such_type")
+    # Deleting a thing that does not exist succeeds, as on AWS.
+    iot.delete_thing(thingName="never_existed")
+
+
+def test_list_things_filters_and_pages(drover):
+    iot = aws.iot(drover)
+    prefix = uid("fleet").replace("-", "_")
+    iot.create_thing_type(thingTypeName=prefix + "_type")
+    for i in range(7):
+        typed = {"thingTypeName": prefix + "_type"} if i % 2 == 0 else {}
+        iot.create_thing(thingName=f"{prefix}_{i}", attributePayload={"attributes": {"batch": prefix, "slot": f"s{i}"}},
+                         **typed)
+    names: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        kwargs = {"maxResults": 3, "attributeName": "batch", "attributeValue": prefix}
+        if token:
+            kwargs["nextToken"] = token
+        page = iot.list_things(**kwargs)
+        pages += 1
+        names += [t["thingName"] for t in page["things"]]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert names == [f"{prefix}_{i}" for i in range(7)] and pages == 3
+    typed = iot.list_things(thingTypeName=prefix + "_type")["things"]
+    assert sorted(t["thingName"] for t in typed) == [f"{prefix}_{i}" for i in (0, 2, 4, 6)]
+    prefixed = iot.list_things(attributeName="slot", attributeValue="s", usePrefixAttributeValue=True, maxResults=250)
+    assert {f"{prefix}_{i}" for i in range(7)} <= {t["thingName"] for t in prefixed["things"]}
+    # Every page of botocore's paginator too.
+    all_names = [t["thingName"] for p in iot.get_paginator("list_things").paginate(PaginationConfig={"PageSize": 2})
+                 for t in p["things"]]
+    assert {f"{prefix}_{i}" for i in range(7)} <= set(all_names)
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.list_things(maxResults=1000)
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.list_things(nextToken="not-a-token!")
+
+
+def test_thing_types(drover):
+    iot = aws.iot(drover)
+    name = uid("type").replace("-", "_")
+    created = iot.create_thing_type(thingTypeName=name, thingTypeProperties={
+        "thingTypeDescription": "sensors", "searchableAttributes": ["model"]})
+    assert created["thingTypeArn"].endswith(f":thingtype/{name}")
+    with pytest.raises(iot.exceptions.ResourceAlreadyExistsException):
+        iot.create_thing_type(thingTypeName=name)
+    described = iot.describe_thing_type(thingTypeName=name)
+    assert described["thingTypeProperties"]["thingTypeDescription"] == "sensors"
+    assert described["thingTypeMetadata"]["deprecated"] is False
+    assert isinstance(described["thingTypeMetadata"]["creationDate"], datetime.datetime)
+    assert name in [t["thingTypeName"] for t in iot.list_thing_types()["thingTypes"]]
+
+    thing = uid("t").replace("-", "_")
+    iot.create_thing(thingName=thing, thingTypeName=name)
+    with pytest.raises(iot.exceptions.InvalidRequestException) as e:
+        iot.delete_thing_type(thingTypeName=name)
+    assert "deprecated" in e.value.response["Error"]["Message"]
+    iot.deprecate_thing_type(thingTypeName=name)
+    assert iot.describe_thing_type(thingTypeName=name)["thingTypeMetadata"]["deprecated"] is True
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.create_thing(thingName=thing + "_2", thingTypeName=name)
+    with pytest.raises(iot.exceptions.InvalidRequestException) as e:
+        iot.delete_thing_type(thingTypeName=name)
+    assert "still used" in e.value.response["Error"]["Message"]
+    iot.deprecate_thing_type(thingTypeName=name, undoDeprecate=True)
+    assert iot.describe_thing_type(thingTypeName=name)["thingTypeMetadata"]["deprecated"] is False
+    iot.update_thing(thingName=thing, removeThingType=True)
+    iot.deprecate_thing_type(thingTypeName=name)
+    iot.delete_thing_type(thingTypeName=name)
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_thing_type(thingTypeName=name)
+
+
+def test_describe_endpoint_and_region_from_signature(drover):
+    assert aws.iot(drover).describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+    name = uid("eu").replace("-", "_")
+    arn = aws.iot(drover, region="eu-west-1").create_thing(thingName=name)["thingArn"]
+    assert arn.startswith("arn:aws:iot:eu-west-1:123456789012:thing/")
+
+
+def test_unsigned_and_badly_signed_requests_are_refused(drover):
+    status, headers, body = aws.send("GET", aws.endpoint(drover) + "/things")
+    assert status == 403 and headers.get("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
+    assert "not signed" in body["message"]
+
+    key_id, _ = aws.admin_credentials(drover)
+    with pytest.raises(ClientError) as e:
+        aws.iot(drover, key=(key_id, "x" * 40)).list_things()
+    assert error_code(e) == "InvalidSignatureException"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "signature does not match" in e.value.response["Error"]["Message"]
+
+    with pytest.raises(ClientError) as e:
+        aws.iot(drover, key=("DRVRNOSUCHKEY0000000", "x" * 40)).list_things()
+    assert error_code(e) == "UnrecognizedClientException"
+
+    # A body changed after signing.
+    status, _, _ = aws.signed(drover, "POST", "/things/tampered", b'{"attributePayload":{}}')
+    assert status == 200
+    key = aws.admin_credentials(drover)
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method="POST", url=aws.endpoint(drover) + "/things/tampered2", data=b'{"a":1}')
+    SigV4Auth(Credentials(*key), "iot", aws.REGION).add_auth(req)
+    status, headers, _ = aws.send("POST", req.url, b'{"a":2}', dict(req.headers))
+    assert status == 403 and headers.get("x-amzn-ErrorType") == "InvalidSignatureException"
+
+
+def test_clock_skew_over_15_minutes_is_refused(drover):
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ok = aws.send("GET", aws.endpoint(drover) + "/things", headers=aws.sign_at(drover, "GET", "/things", now))
+    assert ok[0] == 200, ok
+    for skew in (datetime.timedelta(minutes=16), -datetime.timedelta(minutes=16)):
+        status, headers, body = aws.send("GET", aws.endpoint(drover) + "/things",
+                                         headers=aws.sign_at(drover, "GET", "/things", now + skew))
+        assert status == 403 and headers.get("x-amzn-ErrorType") == "InvalidSignatureException"
+        assert "15 minutes" in body["message"]
+
+
+def test_presigned_url(drover):
+    iot = aws.iot(drover)
+    name = uid("pre").replace("-", "_")
+    iot.create_thing(thingName=name)
+    url = iot.generate_presigned_url("describe_thing", Params={"thingName": name}, ExpiresIn=60)
+    status, _, body = aws.send("GET", url)
+    assert status == 200 and body["thingName"] == name
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
+    query["X-Amz-Signature"] = ["0" * 64]
+    bad = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, doseq=True)))
+    status, headers, _ = aws.send("GET", bad)
+    assert status == 403 and headers.get("x-amzn-ErrorType") == "InvalidSignatureException"
+
+
+def test_aws_cli(drover):
+    name = uid("cli").replace("-", "_")
+    out = aws.aws_cli(drover, "iot", "create-thing", "--thing-name", name, "--attribute-payload",
+                      '{"attributes":{"via":"cli"}}')
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["thingName"] == name
+    out = aws.aws_cli(drover, "iot", "describe-thing", "--thing-name", name)
+    assert out.returncode == 0 and json.loads(out.stdout)["attributes"] == {"via": "cli"}
+    out = aws.aws_cli(drover, "iot", "describe-thing", "--thing-name", "missing_thing_cli")
+    assert out.returncode != 0 and "ResourceNotFoundException" in out.stderr
+
+
+def test_access_keys_and_audit_log(drover):
+    status, _, created = aws.signed(drover, "POST", "/drover/access-keys", json.dumps({"name": "ci"}).encode())
+    assert status == 200 and created["secretAccessKey"]
+    key = (created["accessKeyId"], created["secretAccessKey"])
+    name = uid("audited").replace("-", "_")
+    aws.iot(drover, key=key).create_thing(thingName=name)
+    with pytest.raises(ClientError):
+        aws.iot(drover, key=key).update_thing(thingName=name, attributePayload={}, expectedVersion=9)
+
+    status, _, log = aws.signed(drover, "GET", f"/drover/audit?resource={name}")
+    assert status == 200
+    entries = [(e["operation"], e["outcome"], e["principal"]) for e in log["entries"]]
+    assert entries == [("UpdateThing", "VersionConflictException", key[0]), ("CreateThing", "success", key[0])]
+    status, _, log = aws.signed(drover, "GET", f"/drover/audit?principal={key[0]}&operation=CreateThing")
+    assert [e["resource"] for e in log["entries"]] == [name]
+
+    status, _, listed = aws.signed(drover, "GET", "/drover/access-keys")
+    assert key[0] in [k["accessKeyId"] for k in listed["accessKeys"]]
+    assert all("secretAccessKey" not in k for k in listed["accessKeys"])
+    status, _, _ = aws.signed(drover, "DELETE", f"/drover/access-keys/{key[0]}")
+    assert status == 200
+    with pytest.raises(ClientError) as e:
+        aws.iot(drover, key=key).list_things()
+    assert error_code(e) == "UnrecognizedClientException"
+
+
+def test_registry_survives_kill9(tmp_path_factory):
+    from test_durability import DurableServer, SQLITE
+    srv = DurableServer(tmp_path_factory.mktemp("registry"), dict(SQLITE))
+    try:
+        srv.start()
+        iot = aws.iot(srv)
+        iot.create_thing_type(thingTypeName="durable_type")
+        iot.create_thing(thingName="durable_thing", thingTypeName="durable_type",
+                         attributePayload={"attributes": {"k": "v"}})
+        key = aws.admin_credentials(srv)
+        srv.kill9()
+        srv.start()
+        assert aws.admin_credentials(srv) == key, "the admin key changed across a restart"
+        iot = aws.iot(srv)
+        assert iot.describe_thing(thingName="durable_thing")["attributes"] == {"k": "v"}
+        assert iot.describe_thing_type(thingTypeName="durable_type")["thingTypeName"] == "durable_type"
+    finally:
+        srv.stop()
