@@ -76,6 +76,7 @@ let package = Package(
             name: "DroverListeners",
             dependencies: [
                 "MQTTBroker",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

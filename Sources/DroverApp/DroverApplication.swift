@@ -1,4 +1,5 @@
 import DroverHTTP
+import DroverIdentity
 import DroverListeners
 import DroverRegistry
 import DroverSQLite
@@ -26,24 +27,42 @@ public struct DroverApplication: Sendable {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         let metrics = BrokerMetrics(factory: PrometheusMetricsFactory(registry: registry))
-        let store = try Self.makeStore(configuration, logger: logger)
-        let started = ContinuousClock.now
-        let broker = try Broker(
-            configuration: configuration.limits, store: store, metrics: metrics, timerLoop: eventLoopGroup.next(),
-            logger: logger)
-        logger.notice("broker state loaded", metadata: [
-            "storage": "\(configuration.storageBackend)", "sessions": "\(broker.sessionCount)",
-            "retained": "\(broker.retainedCount)", "seconds": "\((ContinuousClock.now - started).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 3))))",
-        ])
-        self.broker = broker
         let deviceRegistry = try Registry(
             configuration: .init(account: configuration.accountId), store: try Self.makeRegistryStore(configuration),
             logger: logger)
         self.deviceRegistry = deviceRegistry
         try Self.installAccessKeys(configuration, deviceRegistry, logger: logger)
+        let authority = try Self.loadAuthority(configuration, logger: logger)
+        let authorityInfo = CertificateInfo(certificate: authority.certificate)
+        try deviceRegistry.installBuiltInCA(ControlPlane.facts(authorityInfo))
+        let access = RegistryAccessControl(registry: deviceRegistry, region: "us-east-1")
+
+        let store = try Self.makeStore(configuration, logger: logger)
+        let started = ContinuousClock.now
+        let broker = try Broker(
+            configuration: configuration.limits, authenticator: access, authorizer: access, store: store, metrics: metrics,
+            timerLoop: eventLoopGroup.next(), logger: logger)
+        logger.notice("broker state loaded", metadata: [
+            "storage": "\(configuration.storageBackend)", "sessions": "\(broker.sessionCount)",
+            "retained": "\(broker.retainedCount)", "seconds": "\((ContinuousClock.now - started).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 3))))",
+        ])
+        self.broker = broker
+        // A change to the registry applies at once: cached decisions go, and clients whose
+        // certificate or thing is no longer valid are disconnected.
+        deviceRegistry.onChange { state in
+            access.registryChanged()
+            broker.disconnectClients(.notAuthorized, reason: "the client's certificate or thing is no longer authorized") {
+                RegistryAccessControl.isRevoked($0, in: state)
+            }
+        }
+        let issuing = ControlPlane.Issuing(
+            authority: authority, authorityId: authorityInfo.certificateId,
+            subject: CertificateSubject(commonName: configuration.deviceCertificateCommonName,
+                                        organization: configuration.deviceCertificateOrganization),
+            validityDays: configuration.deviceCertificateValidityDays)
         let controlPlane = ControlPlane(
             registry: deviceRegistry,
-            configuration: .init(endpointAddress: configuration.endpointAddress ?? ProcessInfo.processInfo.hostName),
+            configuration: .init(endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing),
             logger: logger)
         var services: [any Service] = []
         if configuration.mqtt.port != 0 {
@@ -54,9 +73,15 @@ public struct DroverApplication: Sendable {
                 group: eventLoopGroup, logger: logger))
         }
         if configuration.mqtts.port != 0 {
-            logger.warning(
-                "MQTT over mutual TLS needs the certificate authority, which is not part of this build yet; the listener is not started",
-                metadata: ["port": "\(configuration.mqtts.port)"])
+            let hostNames = configuration.serverHostNames ?? ["localhost", "127.0.0.1", ProcessInfo.processInfo.hostName]
+            let tls = try Self.serverTLS(authority: authority, hostNames: hostNames) { leaf, _ in
+                access.verifyClientCertificate(leaf)
+            }
+            services.append(MQTTListener(
+                broker: broker,
+                configuration: .init(name: "mqtts", host: configuration.mqtts.bind, port: configuration.mqtts.port,
+                                     allowAnonymous: false),
+                group: eventLoopGroup, logger: logger, tls: tls))
         }
         if configuration.http.port != 0 {
             let host = configuration.http.bind
@@ -97,6 +122,61 @@ public struct DroverApplication: Sendable {
             let path = (configuration.dataDir as NSString).appendingPathComponent("broker.sqlite")
             return try SQLiteBrokerStore(path: path, durability: durability, logger: logger)
         }
+    }
+
+    /// Drover's CA: the configured one, or the one in the data directory, made on the first
+    /// start (ECDSA P-256, 10 years; the key file is 0600).
+    static func loadAuthority(_ configuration: DroverConfiguration, logger: Logger) throws -> CertificateAuthority {
+        func read(_ path: String) throws -> String {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw DroverConfiguration.Error(description: "cannot read \(path)")
+            }
+            return text
+        }
+        func load(_ certificatePath: String, _ keyPath: String) throws -> CertificateAuthority {
+            try checkPrivate(keyPath)
+            let (certificate, key) = (try read(certificatePath), try read(keyPath))
+            do {
+                return try CertificateAuthority(certificatePEM: certificate, privateKeyPEM: key)
+            } catch {
+                throw DroverConfiguration.Error(description: "the CA in \(certificatePath) and \(keyPath) cannot be used: \(error)")
+            }
+        }
+        if let certificateFile = configuration.caCertificateFile {
+            guard let keyFile = configuration.caPrivateKeyFile else {
+                throw DroverConfiguration.Error(description: "ca.certificate_file needs ca.private_key_file")
+            }
+            return try load(certificateFile, keyFile)
+        }
+        let certificatePath = caCertificatePath(configuration.dataDir)
+        let keyPath = (configuration.dataDir as NSString).appendingPathComponent("ca.key")
+        let manager = FileManager.default
+        if manager.fileExists(atPath: certificatePath) || manager.fileExists(atPath: keyPath) {
+            return try load(certificatePath, keyPath)
+        }
+        let authority = try CertificateAuthority.generate(now: Date())
+        guard manager.createFile(atPath: keyPath, contents: Data(authority.privateKeyPEM.utf8), attributes: [.posixPermissions: 0o600]),
+              manager.createFile(atPath: certificatePath, contents: Data(authority.certificatePEM.utf8), attributes: [.posixPermissions: 0o644])
+        else { throw DroverConfiguration.Error(description: "cannot write the CA to \(configuration.dataDir)") }
+        logger.notice("created the certificate authority", metadata: ["certificate": "\(certificatePath)", "key": "\(keyPath)"])
+        return authority
+    }
+
+    public static func caCertificatePath(_ dataDir: String) -> String {
+        (dataDir as NSString).appendingPathComponent("ca.pem")
+    }
+
+    /// The MQTT server's certificate, issued by the CA at every start for `hostNames`.
+    static func serverTLS(
+        authority: CertificateAuthority, hostNames: [String], verify: @escaping @Sendable ([UInt8], [[UInt8]]) -> Bool
+    ) throws -> MQTTTLSSetup {
+        let ips = hostNames.filter { $0.contains(":") || $0.allSatisfy { $0.isNumber || $0 == "." } }
+        let names = hostNames.filter { !ips.contains($0) }
+        let keys = try DeviceKeyPair.generate(.ecdsaP256)
+        let certificate = try authority.issueServerCertificate(
+            publicKey: keys.publicKey, hostNames: names.isEmpty ? ["localhost"] : names, ipAddresses: ips, validityDays: 397,
+            now: Date())
+        return MQTTTLSSetup(certificateChainPEM: pem(of: certificate), privateKeyPEM: keys.privateKeyPEM, verifyClient: verify)
     }
 
     static func makeRegistryStore(_ configuration: DroverConfiguration) throws -> any RegistryStore {

@@ -32,6 +32,15 @@ public struct DroverConfiguration: Sendable, Hashable {
     /// An access key for automation, whose secret is read from a file (mode 0600).
     public var accessKeyId: String?
     public var secretAccessKeyFile: String?
+    /// A bring-your-own CA (PEM files) in place of the one Drover generates.
+    public var caCertificateFile: String?
+    public var caPrivateKeyFile: String?
+    /// Subject and validity of the device certificates Drover issues.
+    public var deviceCertificateOrganization = "Drover"
+    public var deviceCertificateCommonName = "Drover device"
+    public var deviceCertificateValidityDays = 3650
+    /// The names in the MQTT server's TLS certificate; nil: localhost, 127.0.0.1 and the host name.
+    public var serverHostNames: [String]?
 
     public init() {}
 
@@ -74,6 +83,16 @@ public struct DroverConfiguration: Sendable, Hashable {
             config.accessKeyId = value
         },
         "api.secret_access_key_file": { $0.secretAccessKeyFile = $1 },
+        "ca.certificate_file": { $0.caCertificateFile = $1 },
+        "ca.private_key_file": { $0.caPrivateKeyFile = $1 },
+        "ca.device_organization": { $0.deviceCertificateOrganization = $1 },
+        "ca.device_common_name": { $0.deviceCertificateCommonName = $1 },
+        "ca.device_validity_days": { $0.deviceCertificateValidityDays = try int($1, "ca.device_validity_days", 1...36500) },
+        "mqtts.host_names": { config, value in
+            let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !names.isEmpty else { throw Error(description: "mqtts.host_names must name at least one host") }
+            config.serverHostNames = names
+        },
         "mqtt.bind": { $0.mqtt.bind = $1 },
         "mqtt.port": { $0.mqtt.port = try port($1, "mqtt.port") },
         "mqtt.allow_anonymous": { $0.mqtt.allowAnonymous = try bool($1, "mqtt.allow_anonymous") },

@@ -23,7 +23,7 @@ extension ControlPlane {
         }
     }
 
-    static func facts(_ info: CertificateInfo) -> CertificateFacts {
+    public static func facts(_ info: CertificateInfo) -> CertificateFacts {
         CertificateFacts(id: info.certificateId, pem: info.pem, subject: info.subject, commonName: info.commonName,
                          notBefore: info.notBefore.timeIntervalSince1970, notAfter: info.notAfter.timeIntervalSince1970,
                          isCA: info.isCA)

@@ -38,17 +38,23 @@ public final class MQTTListener: Service {
     private let configuration: MQTTListenerConfiguration
     private let group: any EventLoopGroup
     private let logger: Logger
+    private let tls: MQTTTLSSetup?
 
-    public init(broker: Broker, configuration: MQTTListenerConfiguration, group: any EventLoopGroup, logger: Logger) {
+    /// With `tls`, the listener speaks MQTT over mutual TLS.
+    public init(broker: Broker, configuration: MQTTListenerConfiguration, group: any EventLoopGroup, logger: Logger,
+                tls: MQTTTLSSetup? = nil) {
         self.broker = broker
         self.configuration = configuration
         self.group = group
         self.logger = logger
+        self.tls = tls
     }
 
     public func run() async throws {
         let broker = self.broker
         let listener = configuration.listenerInfo
+        let tls = self.tls
+        let sslContext = try tls?.makeContext()
         let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -60,14 +66,20 @@ public final class MQTTListener: Service {
                 .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536))
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(MQTTChannelHandler(broker: broker, listener: listener))
+                        if let tls, let sslContext {
+                            try channel.pipeline.syncOperations.addHandler(tls.makeHandler(sslContext))
+                            try channel.pipeline.syncOperations.addHandler(MQTTChannelHandler(
+                                broker: broker, listener: listener, peerCertificate: MQTTTLSSetup.peerCertificate))
+                        } else {
+                            try channel.pipeline.syncOperations.addHandler(MQTTChannelHandler(broker: broker, listener: listener))
+                        }
                     }
                 }
                 .bind(host: configuration.host, port: configuration.port)
                 .get()
         logger.notice("MQTT listener ready", metadata: [
             "listener": "\(configuration.name)", "address": "\(configuration.host):\(channel.localAddress?.port ?? 0)",
-            "anonymous": "\(listener.allowAnonymous)",
+            "anonymous": "\(listener.allowAnonymous)", "tls": "\(tls == nil ? "no" : "mutual, TLS 1.2+")",
         ])
         await withGracefulShutdownHandler {
             try? await channel.closeFuture.get()

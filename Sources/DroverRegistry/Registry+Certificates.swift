@@ -36,9 +36,8 @@ extension Registry {
         _ caller: Caller, _ operation: String, facts: CertificateFacts, status: CertificateRecord.Status,
         caCertificateId: String?
     ) async throws -> CertificateRecord {
-        guard !facts.isCA else {
-            throw RegistryError(.certificateValidation, "this is a CA certificate; register it with RegisterCACertificate")
-        }
+        // A self-signed device certificate made with `openssl req -x509` carries CA:TRUE; AWS
+        // registers it all the same, and so do we.
         return try await mutate(caller, operation, "cert/\(facts.id)") { state, changes in
             if state.certificates[facts.id] != nil {
                 throw RegistryError(.alreadyExists, "certificate \(facts.id) is already registered", resourceId: facts.id)

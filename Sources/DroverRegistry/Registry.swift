@@ -134,6 +134,22 @@ public final class Registry: @unchecked Sendable {
         }
     }
 
+    /// At start-up: registers Drover's own CA (ACTIVE, not deletable) unless it is there.
+    public func installBuiltInCA(_ facts: CertificateFacts) throws {
+        try queue.sync {
+            var copy = lock.withLock { state }
+            if copy.caCertificates[facts.id] != nil { return }
+            let record = CACertificateRecord(
+                id: facts.id, pem: facts.pem, status: "ACTIVE", subject: facts.subject, notBefore: facts.notBefore,
+                notAfter: facts.notAfter, createdAt: Date().timeIntervalSince1970, builtIn: true)
+            copy.caCertificates[facts.id] = record
+            let entry = AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "RegisterCACertificate",
+                                   resource: "cacert/\(facts.id)", outcome: "success", message: "built-in CA")
+            try store.apply([Self.record(Kind.caCertificate, facts.id, record)], audit: entry)
+            lock.withLock { state = copy }
+        }
+    }
+
     /// Reads on the writer queue too, for answers that must follow earlier writes of the caller.
     public func auditLog(_ query: AuditQuery) async throws -> [AuditEntry] {
         try await withCheckedThrowingContinuation { continuation in

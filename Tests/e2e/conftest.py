@@ -120,6 +120,11 @@ class DroverServer:
             self.mqtt_port, self.http_port = free_port(), free_port()
             while self.http_port == self.mqtt_port:
                 self.http_port = free_port()
+            # DROVER_E2E_TLS=1: also the mutual-TLS listener, on a port of its own.
+            self.mqtts_port = 0
+            if self.env_extra.get("DROVER_E2E_TLS") == "1":
+                while self.mqtts_port in (0, self.mqtt_port, self.http_port):
+                    self.mqtts_port = free_port()
             self._spawn()
             ok, last_error = self._wait_ready()
             if ok:
@@ -137,6 +142,7 @@ class DroverServer:
         # Loopback only, whatever the defaults are (a test may still override these).
         env["DROVER_MQTT_BIND"] = HOST
         env["DROVER_HTTP_BIND"] = HOST
+        env["DROVER_MQTTS_BIND"] = HOST
         env.update(self.env_extra)
         if self._log is not None:
             self._log.close()
@@ -149,7 +155,7 @@ class DroverServer:
                 raise AssertionError(f"Drover binary not found at {binary}: build it (swift build) "
                                      f"or set DROVER_BIN")
             args = [str(binary), "serve", "--data-dir", str(self.data_dir),
-                    "--mqtt-port", str(self.mqtt_port), "--mqtts-port", "0",
+                    "--mqtt-port", str(self.mqtt_port), "--mqtts-port", str(getattr(self, "mqtts_port", 0)),
                     "--http-port", str(self.http_port)]
         self._log.write(f"### starting: {' '.join(args)}\n".encode())
         self._log.flush()

@@ -25,6 +25,8 @@ public final class MQTTConnection: @unchecked Sendable {
     private var version = MQTTProtocolVersion.v311
     private var session: Session?
     private var identity: ClientIdentity?
+    /// The authenticated identity; read on the connection's loop only.
+    var currentIdentity: ClientIdentity? { identity }
     private var clientId = ""
     private var pending: [MQTTPacket] = []
     private var out: ByteBuffer

@@ -23,6 +23,7 @@ public final class MQTTChannelHandler: ChannelInboundHandler, MQTTTransport {
     private let peerCertificate: (@Sendable (any Channel) -> [UInt8]?)?
     private var context: ChannelHandlerContext?
     private var connection: MQTTConnection?
+    private var peerChecked = false
 
     public init(broker: Broker, listener: ListenerInfo, peerCertificate: (@Sendable (any Channel) -> [UInt8]?)? = nil) {
         self.broker = broker
@@ -46,12 +47,16 @@ public final class MQTTChannelHandler: ChannelInboundHandler, MQTTTransport {
     }
 
     public func channelActive(context: ChannelHandlerContext) {
-        connection?.peerCertificate = peerCertificate?(context.channel)
         connection?.start()
         context.fireChannelActive()
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if let peerCertificate, !peerChecked {
+            // Under TLS the first bytes come after the handshake, when the peer's certificate is known.
+            peerChecked = true
+            connection?.peerCertificate = peerCertificate(context.channel)
+        }
         connection?.receive(unwrapInboundIn(data))
     }
 

@@ -626,6 +626,22 @@ public final class Broker: @unchecked Sendable {
         metrics.retained.record(retained.count)
     }
 
+    /// Disconnects every client whose identity `matches` says so (checked on each connection's
+    /// own loop), with DISCONNECT `code` for MQTT 5 clients. For revocations: a certificate made
+    /// inactive, a thing detached.
+    public func disconnectClients(
+        _ code: ReasonCode, reason: String, where matches: @escaping @Sendable (ClientIdentity) -> Bool
+    ) {
+        let connections = stateLock.withLock { Array(state.connections.values) }
+        for connection in connections {
+            connection.eventLoop.execute {
+                guard let identity = connection.currentIdentity, matches(identity) else { return }
+                self.logger.notice("disconnecting a client", metadata: ["client": "\(identity.clientId)", "reason": "\(reason)"])
+                _ = connection.serverDisconnect(code, reason: reason)
+            }
+        }
+    }
+
     // MARK: Shutdown
 
     /// Stops admitting connections and tells every client that the server is going away

@@ -1,0 +1,135 @@
+import DroverIdentity
+import DroverPolicy
+import DroverRegistry
+import Foundation
+import MQTTBroker
+import MQTTCodec
+import NIOConcurrencyHelpers
+import NIOCore
+import Synchronization
+import X509
+
+/// Device access from the registry: on the mutual-TLS listener a client is its certificate,
+/// which must be registered and ACTIVE (and its CA too), and every action is checked against
+/// the policies attached to it. Elsewhere, the anonymous-on-loopback default applies.
+///
+/// Decisions are answered from the registry's in-memory snapshot and cached per client; any
+/// registry change empties the cache, so a policy change applies to connected clients at once.
+final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked Sendable {
+    // `@unchecked Sendable`: `cache` is guarded by its lock, `generation` is atomic, the rest is immutable.
+    private let registry: Registry
+    private let region: String
+    private let fallback = LoopbackAnonymousAuthenticator()
+    private let generation = Atomic<Int>(0)
+    private let cache = NIOLockedValueBox<(generation: Int, decisions: [String: [MQTTAction: Bool]])>((0, [:]))
+
+    /// The attribute of a `ClientIdentity` that holds the thing the connection acts as.
+    static let thingAttribute = "thing"
+
+    init(registry: Registry, region: String) {
+        self.registry = registry
+        self.region = region
+    }
+
+    /// Called after every registry change.
+    func registryChanged() {
+        generation.add(1, ordering: .relaxed)
+    }
+
+    static func certificateId(_ der: [UInt8]) -> String? {
+        (try? CertificateInfo(der: der))?.certificateId
+    }
+
+    // MARK: TLS handshake
+
+    /// Accepts a client certificate that is registered and ACTIVE, within its validity, and
+    /// (unless registered without a CA) signed by its registered CA, which is ACTIVE too.
+    func verifyClientCertificate(_ der: [UInt8]) -> Bool {
+        guard let info = try? CertificateInfo(der: der) else { return false }
+        let state = registry.snapshot
+        guard let record = state.certificates[info.certificateId], record.isActive else { return false }
+        let now = Date()
+        guard info.notBefore <= now && now <= info.notAfter else { return false }
+        guard let caId = record.caCertificateId else { return true }
+        guard let ca = state.caCertificates[caId], ca.status == "ACTIVE",
+              let caInfo = try? CertificateInfo(pem: ca.pem) else { return false }
+        return isSigned(info.certificate, by: caInfo.certificate)
+    }
+
+    // MARK: MQTTAuthenticator
+
+    func authenticate(_ request: AuthenticationRequest, on eventLoop: any EventLoop) -> EventLoopFuture<AuthenticationResult> {
+        guard let der = request.peerCertificate else {
+            if request.listener.name == "mqtts" {
+                return eventLoop.makeSucceededFuture(.deny(.notAuthorized, reason: "a client certificate is required"))
+            }
+            return fallback.authenticate(request, on: eventLoop)
+        }
+        guard let id = Self.certificateId(der) else {
+            return eventLoop.makeSucceededFuture(.deny(.badUserNameOrPassword, reason: "the client certificate cannot be read"))
+        }
+        let state = registry.snapshot
+        guard let record = state.certificates[id], record.isActive else {
+            return eventLoop.makeSucceededFuture(.deny(.notAuthorized, reason: "certificate \(id) is not registered and ACTIVE"))
+        }
+        let (context, policies) = state.policyContext(
+            certificateId: id, clientId: request.clientId, region: region, account: registry.configuration.account)
+        let decision = evaluate(policies, .connect(clientId: request.clientId, in: context), context: context)
+        guard decision.isAllowed else {
+            return eventLoop.makeSucceededFuture(.deny(.notAuthorized, reason: decision.explanation))
+        }
+        var attributes: [String: String] = [:]
+        if let thing = context.thingName { attributes[Self.thingAttribute] = thing }
+        return eventLoop.makeSucceededFuture(.allow(principal: id, attributes: attributes))
+    }
+
+    // MARK: MQTTAuthorizer
+
+    func authorize(_ identity: ClientIdentity, _ action: MQTTAction) -> Bool {
+        guard let principal = identity.principal else { return true }
+        let key = principal + "\u{0}" + identity.clientId
+        let current = generation.load(ordering: .relaxed)
+        let cached: Bool? = cache.withLockedValue { cache in
+            if cache.generation != current { cache = (current, [:]) }
+            return cache.decisions[key]?[action]
+        }
+        if let cached { return cached }
+        let allowed = decide(principal, identity.clientId, action)
+        cache.withLockedValue { cache in
+            guard cache.generation == current else { return }
+            // Bounded: a client that touches many topics starts its cache over.
+            if (cache.decisions[key]?.count ?? 0) >= 1024 { cache.decisions[key] = [:] }
+            cache.decisions[key, default: [:]][action] = allowed
+        }
+        return allowed
+    }
+
+    private func decide(_ certificateId: String, _ clientId: String, _ action: MQTTAction) -> Bool {
+        let state = registry.snapshot
+        let (context, policies) = state.policyContext(
+            certificateId: certificateId, clientId: clientId, region: region, account: registry.configuration.account)
+        switch action {
+        case .connect:
+            return evaluate(policies, .connect(clientId: clientId, in: context), context: context).isAllowed
+        case .publish(let topic, let retain):
+            guard evaluate(policies, .publish(topic: topic, in: context), context: context).isAllowed else { return false }
+            return !retain || evaluate(policies, .retainPublish(topic: topic, in: context), context: context).isAllowed
+        case .subscribe(let filter):
+            return evaluate(policies, .subscribe(topicFilter: filter, in: context), context: context).isAllowed
+        case .receive(let topic):
+            return evaluate(policies, .receive(topic: topic, in: context), context: context).isAllowed
+        }
+    }
+
+    /// Whether a connected client must go: its certificate is no longer ACTIVE (or gone), or the
+    /// thing it connected as is no longer attached to it (or gone).
+    static func isRevoked(_ identity: ClientIdentity, in state: RegistryState) -> Bool {
+        guard let id = identity.principal else { return false }
+        guard let record = state.certificates[id], record.isActive else { return true }
+        if let caId = record.caCertificateId, state.caCertificates[caId]?.status != "ACTIVE" { return true }
+        if let thing = identity.attributes[thingAttribute] {
+            guard state.things[thing] != nil, state.thingPrincipals[thing]?.contains(id) == true else { return true }
+        }
+        return false
+    }
+}

@@ -1,0 +1,405 @@
+"""Device identity end to end: the seeds' boto3 flow (thing type, thing, keys and certificate,
+a policy with ${iot:Connection.Thing.ThingName}, attachments), then devices over mutual TLS with
+paho-mqtt and the AWS IoT Device SDK v2, policy enforcement, revocation, and a CSR whose key
+never leaves the device."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+import aws
+from clients import Paho, uid, wait_until
+
+pytestmark = pytest.mark.skipif(os.environ.get("DROVER_E2E_MOSQUITTO") == "1", reason="Drover-only")
+
+HOST = "127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def tls_server(drover_module_factory):
+    return drover_module_factory(DROVER_E2E_TLS="1")
+
+
+def policy_document(prefix: str = "things") -> str:
+    name = "${iot:Connection.Thing.ThingName}"
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"arn:aws:iot:*:*:client/{name}"},
+            {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": f"arn:aws:iot:*:*:topic/{prefix}/{name}/*"},
+            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"arn:aws:iot:*:*:topicfilter/{prefix}/{name}/*"},
+        ],
+    })
+
+
+class Device:
+    """Files of a provisioned device: its certificate and key, and the server's CA."""
+
+    def __init__(self, srv, tmp: Path, thing: str, cert_pem: str, key_pem: str, cert_arn: str, cert_id: str):
+        self.thing, self.cert_arn, self.cert_id = thing, cert_arn, cert_id
+        self.dir = tmp
+        self.cert = tmp / f"{thing}.pem"
+        self.key = tmp / f"{thing}.key"
+        self.cert.write_text(cert_pem)
+        self.key.write_text(key_pem)
+        os.chmod(self.key, 0o600)
+        self.ca = Path(srv.data_dir) / "ca.pem"
+
+
+def provision(srv, tmp: Path, policy: str | None = None, attach: bool = True) -> Device:
+    """The seeds' flow with boto3, and only endpoint_url added."""
+    iot = aws.iot(srv)
+    thing = uid("dev").replace("-", "_")
+    type_name = "sensor_" + thing[-6:]
+    iot.create_thing_type(thingTypeName=type_name)
+    iot.create_thing(thingName=thing, thingTypeName=type_name, attributePayload={"attributes": {"site": "lab"}})
+    created = iot.create_keys_and_certificate(setAsActive=True)
+    if policy:
+        iot.attach_policy(policyName=policy, target=created["certificateArn"])
+    if attach:
+        iot.attach_thing_principal(thingName=thing, principal=created["certificateArn"])
+    return Device(srv, tmp, thing, created["certificatePem"], created["keyPair"]["PrivateKey"],
+                  created["certificateArn"], created["certificateId"])
+
+
+@pytest.fixture(scope="module")
+def device_policy(tls_server):
+    name = "device_policy_" + uid("p")[-6:]
+    aws.iot(tls_server).create_policy(policyName=name, policyDocument=policy_document())
+    return name
+
+
+class TlsClient:
+    """paho-mqtt (MQTT 5) over mutual TLS, recording what it gets."""
+
+    def __init__(self, srv, device: Device, client_id: str | None = None, version=mqtt.MQTTv5):
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or device.thing, protocol=version)
+        self.c.tls_set(ca_certs=str(device.ca), certfile=str(device.cert), keyfile=str(device.key),
+                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self.port = srv.mqtts_port
+        self.connack = None
+        self.connected = threading.Event()
+        self.done = threading.Event()
+        self.disconnected = threading.Event()
+        self.disconnected_at: float | None = None
+        self.messages: list = []
+        self.subacks: dict = {}
+        self.pubacks: dict = {}
+        self.c.on_connect = self._on_connect
+        self.c.on_disconnect = self._on_disconnect
+        self.c.on_message = lambda c, u, m: self.messages.append(m)
+        self.c.on_subscribe = lambda c, u, mid, codes, props: self.subacks.__setitem__(mid, [int(x.value) for x in codes])
+        self.c.on_publish = lambda c, u, mid, code, props: self.pubacks.__setitem__(mid, int(code.value))
+
+    def _on_connect(self, c, u, flags, reason, props):
+        self.connack = int(reason.value)
+        if not reason.is_failure:
+            self.connected.set()
+        self.done.set()
+
+    def _on_disconnect(self, c, u, flags, reason, props):
+        self.disconnected_at = time.monotonic()
+        self.disconnected.set()
+        self.done.set()
+
+    def connect(self, timeout: float = 10) -> int | None:
+        try:
+            self.c.connect(HOST, self.port, keepalive=30)
+        except (ssl.SSLError, OSError) as e:
+            return f"tls: {e}"  # type: ignore[return-value]
+        self.c.loop_start()
+        self.done.wait(timeout)
+        return self.connack
+
+    def subscribe(self, topic: str) -> list[int]:
+        _, mid = self.c.subscribe(topic, qos=1)
+        assert wait_until(lambda: mid in self.subacks, 5), "no SUBACK"
+        return self.subacks[mid]
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        info = self.c.publish(topic, payload, qos=1)
+        assert wait_until(lambda: info.mid in self.pubacks, 5), "no PUBACK"
+        return self.pubacks[info.mid]
+
+    def stop(self):
+        self.c.loop_stop()
+        try:
+            self.c.disconnect()
+        except Exception:
+            pass
+
+
+def test_ca_and_server_identity(tls_server):
+    ca = Path(tls_server.data_dir) / "ca.pem"
+    key = Path(tls_server.data_dir) / "ca.key"
+    assert ca.exists() and oct(key.stat().st_mode & 0o777) == "0o600"
+    text = subprocess.run(["openssl", "x509", "-in", str(ca), "-noout", "-text"], capture_output=True, text=True).stdout
+    assert "CA:TRUE" in text and "prime256v1" in text
+    # The server's certificate chains to the CA and names 127.0.0.1 and localhost; TLS 1.1 is refused.
+    out = subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{tls_server.mqtts_port}", "-CAfile", str(ca),
+                          "-verify_return_error", "-verify_ip", HOST, "-brief"],
+                         input="", capture_output=True, text=True, timeout=10)
+    assert "Verification: OK" in out.stderr or "Verify return code: 0" in out.stdout + out.stderr, out.stderr
+    old = subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{tls_server.mqtts_port}", "-tls1_1", "-brief"],
+                         input="", capture_output=True, text=True, timeout=10)
+    assert "Protocol version: TLSv1.1" not in old.stderr
+    cas = aws.iot(tls_server).list_ca_certificates()["certificates"]
+    assert any(c["status"] == "ACTIVE" for c in cas), "Drover's own CA is not registered"
+
+
+def test_seed_flow_paho_policy_and_revocation(tls_server, device_policy, tmp_path, clients):
+    dev = provision(tls_server, tmp_path, policy=device_policy)
+    other = provision(tls_server, tmp_path, policy=device_policy)
+
+    # An observer on the loopback listener sees everything that is delivered.
+    observer = Paho(tls_server.mqtt_port)
+    clients.append(observer)
+    observer.connect()
+    observer.subscribe("things/#", qos=1)
+
+    client = TlsClient(tls_server, dev)
+    try:
+        assert client.connect() == 0, f"CONNACK {client.connack}"
+        assert client.subscribe(f"things/{dev.thing}/cmd") == [1]
+        assert client.subscribe(f"things/{other.thing}/cmd") == [0x87], "a forbidden filter was granted"
+        assert client.publish(f"things/{dev.thing}/telemetry", b"mine") == 0
+        assert client.publish(f"things/{other.thing}/telemetry", b"not mine") == 0x87
+        observer.wait_messages(1, 3)
+        time.sleep(0.3)
+        topics = [m.topic for m in observer.received()]
+        assert f"things/{dev.thing}/telemetry" in topics
+        assert f"things/{other.thing}/telemetry" not in topics, "a refused publish was delivered"
+
+        # Revoking the certificate drops the live connection within a second ...
+        t0 = time.monotonic()
+        aws.iot(tls_server).update_certificate(certificateId=dev.cert_id, newStatus="REVOKED")
+        assert client.disconnected.wait(2), "the connection survived the revocation"
+        assert client.disconnected_at - t0 < 1.0, f"dropped after {client.disconnected_at - t0:.2f} s"
+    finally:
+        client.stop()
+    # ... and it cannot come back.
+    again = TlsClient(tls_server, dev)
+    try:
+        result = again.connect(timeout=3)
+        assert result != 0, "a revoked certificate connected again"
+    finally:
+        again.stop()
+
+
+def test_client_id_must_match_policy(tls_server, device_policy, tmp_path):
+    dev = provision(tls_server, tmp_path, policy=device_policy)
+    client = TlsClient(tls_server, dev, client_id="someone_else")
+    try:
+        assert client.connect() == 0x87, "iot:Connect on client/someone_else should be refused"
+    finally:
+        client.stop()
+
+
+def test_no_policy_no_connect_and_unknown_certificate(tls_server, tmp_path):
+    dev = provision(tls_server, tmp_path, policy=None)
+    client = TlsClient(tls_server, dev)
+    try:
+        assert client.connect() == 0x87
+    finally:
+        client.stop()
+    # A certificate from another CA, never registered: the handshake fails.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "rogue.key"), "-out", str(tmp_path / "rogue.pem"), "-days", "1",
+                    "-subj", "/CN=rogue"], check=True, capture_output=True)
+    rogue = Device(tls_server, tmp_path, "rogue_device", (tmp_path / "rogue.pem").read_text(),
+                   (tmp_path / "rogue.key").read_text(), "", "")
+    client = TlsClient(tls_server, rogue)
+    try:
+        assert client.connect(timeout=3) != 0
+    finally:
+        client.stop()
+
+
+def test_inactive_certificate_and_detached_thing(tls_server, device_policy, tmp_path):
+    dev = provision(tls_server, tmp_path, policy=device_policy)
+    iot = aws.iot(tls_server)
+    client = TlsClient(tls_server, dev)
+    try:
+        assert client.connect() == 0
+        iot.detach_thing_principal(thingName=dev.thing, principal=dev.cert_arn)
+        assert client.disconnected.wait(2), "detaching the thing left the connection open"
+    finally:
+        client.stop()
+    iot.attach_thing_principal(thingName=dev.thing, principal=dev.cert_arn)
+    iot.update_certificate(certificateId=dev.cert_id, newStatus="INACTIVE")
+    client = TlsClient(tls_server, dev)
+    try:
+        assert client.connect(timeout=3) != 0, "an INACTIVE certificate connected"
+    finally:
+        client.stop()
+    with pytest.raises(iot.exceptions.CertificateStateException):
+        iot.delete_certificate(certificateId=provision(tls_server, tmp_path).cert_id)
+
+
+def test_csr_key_never_leaves_the_device(tls_server, device_policy, tmp_path):
+    iot = aws.iot(tls_server)
+    key, csr = tmp_path / "device.key", tmp_path / "device.csr"
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)], check=True)
+    subprocess.run(["openssl", "req", "-new", "-key", str(key), "-subj", "/CN=csr-device", "-out", str(csr)], check=True)
+    created = iot.create_certificate_from_csr(certificateSigningRequest=csr.read_text(), setAsActive=True)
+    assert "keyPair" not in created
+    thing = uid("csr").replace("-", "_")
+    iot.create_thing(thingName=thing)
+    iot.attach_thing_principal(thingName=thing, principal=created["certificateArn"])
+    iot.attach_policy(policyName=device_policy, target=created["certificateArn"])
+    dev = Device(tls_server, tmp_path, thing, created["certificatePem"], key.read_text(), created["certificateArn"],
+                 created["certificateId"])
+    client = TlsClient(tls_server, dev)
+    try:
+        assert client.connect() == 0
+        # 0x10: accepted, and no one subscribes to it.
+        assert client.publish(f"things/{thing}/hello", b"from a CSR") in (0, 0x10)
+    finally:
+        client.stop()
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.create_certificate_from_csr(certificateSigningRequest="-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n")
+
+
+def test_aws_iot_device_sdk_v2(tls_server, device_policy, tmp_path):
+    from awscrt import mqtt as crt_mqtt
+    from awsiot import mqtt_connection_builder
+
+    dev = provision(tls_server, tmp_path, policy=device_policy)
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost", port=tls_server.mqtts_port, cert_filepath=str(dev.cert), pri_key_filepath=str(dev.key),
+        ca_filepath=str(dev.ca), client_id=dev.thing, clean_session=True, keep_alive_secs=30)
+    connection.connect().result(10)
+    try:
+        got: list = []
+        event = threading.Event()
+
+        def on_message(topic, payload, **kwargs):
+            got.append((topic, payload))
+            event.set()
+
+        topic = f"things/{dev.thing}/sdk"
+        future, _ = connection.subscribe(topic=topic, qos=crt_mqtt.QoS.AT_LEAST_ONCE, callback=on_message)
+        assert future.result(10)["qos"] == crt_mqtt.QoS.AT_LEAST_ONCE
+        future, _ = connection.publish(topic=topic, payload=b"hello from awsiotsdk", qos=crt_mqtt.QoS.AT_LEAST_ONCE)
+        future.result(10)
+        assert event.wait(5) and got == [(topic, b"hello from awsiotsdk")]
+        # A filter the policy does not allow: the SDK reports the SUBACK failure (0x80).
+        future, _ = connection.subscribe(topic=f"things/not_{dev.thing}/x", qos=crt_mqtt.QoS.AT_LEAST_ONCE, callback=on_message)
+        with pytest.raises(crt_mqtt.SubscribeError):
+            future.result(10)
+    finally:
+        connection.disconnect().result(10)
+
+
+def test_policy_versions_and_test_authorization(tls_server, device_policy, tmp_path):
+    iot = aws.iot(tls_server)
+    dev = provision(tls_server, tmp_path, policy=device_policy)
+    allowed = iot.test_authorization(principal=dev.cert_arn, clientId=dev.thing, authInfos=[
+        {"actionType": "PUBLISH", "resources": [f"arn:aws:iot:us-east-1:123456789012:topic/things/{dev.thing}/x"]},
+        {"actionType": "PUBLISH", "resources": ["arn:aws:iot:us-east-1:123456789012:topic/things/other/x"]},
+    ])["authResults"]
+    assert [r["authDecision"] for r in allowed] == ["ALLOWED", "IMPLICIT_DENY"]
+    assert allowed[0]["allowed"]["policies"][0]["policyName"] == device_policy
+
+    name = "versions_" + uid("v")[-6:]
+    iot.create_policy(policyName=name, policyDocument=policy_document("a"))
+    for i in range(4):
+        iot.create_policy_version(policyName=name, policyDocument=policy_document(f"v{i}"), setAsDefault=(i == 3))
+    with pytest.raises(iot.exceptions.VersionsLimitExceededException):
+        iot.create_policy_version(policyName=name, policyDocument=policy_document("six"))
+    versions = iot.list_policy_versions(policyName=name)["policyVersions"]
+    assert len(versions) == 5 and [v["versionId"] for v in versions if v["isDefaultVersion"]] == ["5"]
+    assert "v3/" in iot.get_policy(policyName=name)["policyDocument"]
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_policy_version(policyName=name, policyVersionId="5")
+    iot.set_default_policy_version(policyName=name, policyVersionId="1")
+    assert "topic/a/" in iot.get_policy_version(policyName=name, policyVersionId="1")["policyDocument"]
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_policy(policyName=name)
+    for v in ("2", "3", "4", "5"):
+        iot.delete_policy_version(policyName=name, policyVersionId=v)
+    iot.delete_policy(policyName=name)
+
+    with pytest.raises(iot.exceptions.MalformedPolicyException) as e:
+        iot.create_policy(policyName="broken_" + uid("b")[-6:], policyDocument='{"Version": "2012-10-17", "Statement": [}')
+    assert "line 1, column" in e.value.response["Error"]["Message"]
+
+    # Attachments, listings and effective policies.
+    assert device_policy in [p["policyName"] for p in iot.list_attached_policies(target=dev.cert_arn)["policies"]]
+    assert dev.cert_arn in iot.list_targets_for_policy(policyName=device_policy)["targets"]
+    assert [p["policyName"] for p in iot.get_effective_policies(principal=dev.cert_arn)["effectivePolicies"]] == [device_policy]
+    assert iot.list_thing_principals(thingName=dev.thing)["principals"] == [dev.cert_arn]
+    assert iot.list_principal_things(principal=dev.cert_arn)["things"] == [dev.thing]
+
+
+def test_certificate_rules(tls_server, device_policy, tmp_path):
+    iot = aws.iot(tls_server)
+    dev = provision(tls_server, tmp_path, policy=device_policy)
+    described = iot.describe_certificate(certificateId=dev.cert_id)["certificateDescription"]
+    assert described["status"] == "ACTIVE" and described["certificatePem"].startswith("-----BEGIN CERTIFICATE")
+    assert dev.cert_id in [c["certificateId"] for c in iot.list_certificates(pageSize=250)["certificates"]]
+    ca_id = described["caCertificateId"]
+    assert dev.cert_id in [c["certificateId"] for c in iot.list_certificates_by_ca(caCertificateId=ca_id, pageSize=250)["certificates"]]
+    # Deleting: refused while ACTIVE, then while attached; allowed after.
+    with pytest.raises(iot.exceptions.CertificateStateException):
+        iot.delete_certificate(certificateId=dev.cert_id)
+    iot.update_certificate(certificateId=dev.cert_id, newStatus="INACTIVE")
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_certificate(certificateId=dev.cert_id)
+    iot.detach_thing_principal(thingName=dev.thing, principal=dev.cert_arn)
+    with pytest.raises(iot.exceptions.DeleteConflictException):
+        iot.delete_certificate(certificateId=dev.cert_id)
+    iot.delete_certificate(certificateId=dev.cert_id, forceDelete=True)
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_certificate(certificateId=dev.cert_id)
+    # A revoked certificate stays revoked.
+    other = provision(tls_server, tmp_path)
+    iot.update_certificate(certificateId=other.cert_id, newStatus="REVOKED")
+    with pytest.raises(iot.exceptions.CertificateStateException):
+        iot.update_certificate(certificateId=other.cert_id, newStatus="ACTIVE")
+
+    # Registering certificates from outside: without a CA, and with a registered CA.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "own.key"), "-out", str(tmp_path / "own.pem"), "-days", "30",
+                    "-subj", "/CN=own"], check=True, capture_output=True)
+    own = iot.register_certificate_without_ca(certificatePem=(tmp_path / "own.pem").read_text(), status="ACTIVE")
+    assert iot.describe_certificate(certificateId=own["certificateId"])["certificateDescription"]["certificateMode"] == "SNI_ONLY"
+    with pytest.raises(iot.exceptions.ResourceAlreadyExistsException):
+        iot.register_certificate_without_ca(certificatePem=(tmp_path / "own.pem").read_text())
+    with pytest.raises(ClientErrorType(iot)) as e:
+        iot.register_certificate(certificatePem=(tmp_path / "own.pem").read_text())
+    assert e.value.response["Error"]["Code"] == "CertificateValidationException"
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "myca.key"), "-out", str(tmp_path / "myca.pem"), "-days", "30",
+                    "-subj", "/CN=my CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign"], check=True, capture_output=True)
+    ca = iot.register_ca_certificate(caCertificate=(tmp_path / "myca.pem").read_text(), setAsActive=True)
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "leaf.key"), "-out", str(tmp_path / "leaf.csr"), "-subj", "/CN=leaf"],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(tmp_path / "leaf.csr"), "-CA", str(tmp_path / "myca.pem"),
+                    "-CAkey", str(tmp_path / "myca.key"), "-CAcreateserial", "-out", str(tmp_path / "leaf.pem"), "-days", "5"],
+                   check=True, capture_output=True)
+    leaf = iot.register_certificate(certificatePem=(tmp_path / "leaf.pem").read_text(), setAsActive=True)
+    assert iot.describe_certificate(certificateId=leaf["certificateId"])["certificateDescription"]["caCertificateId"] == ca["certificateId"]
+    assert iot.describe_ca_certificate(certificateId=ca["certificateId"])["certificateDescription"]["status"] == "ACTIVE"
+    with pytest.raises(iot.exceptions.CertificateStateException):
+        iot.delete_ca_certificate(certificateId=ca["certificateId"])
+    iot.update_ca_certificate(certificateId=ca["certificateId"], newStatus="INACTIVE")
+    iot.delete_ca_certificate(certificateId=ca["certificateId"])
+
+
+def ClientErrorType(iot):
+    from botocore.exceptions import ClientError
+    return ClientError
