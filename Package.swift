@@ -127,7 +127,7 @@ let package = Package(
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverApp",
+                "DroverApp", "DroverHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

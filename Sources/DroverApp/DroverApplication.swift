@@ -49,7 +49,8 @@ public struct DroverApplication: Sendable {
         self.broker = broker
         // A change to the registry applies at once: cached decisions go, and clients whose
         // certificate or thing is no longer valid are disconnected.
-        deviceRegistry.onChange { state in
+        deviceRegistry.onChange { [weak broker, weak access] state in
+            guard let broker, let access else { return }
             access.registryChanged()
             broker.disconnectClients(.notAuthorized, reason: "the client's certificate or thing is no longer authorized") {
                 RegistryAccessControl.isRevoked($0, in: state)
@@ -109,6 +110,11 @@ public struct DroverApplication: Sendable {
                 services: services.map { .init(service: $0) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
+        defer {
+            // Everything has stopped: the stores write what is pending and close cleanly.
+            broker.store.close()
+            deviceRegistry.close()
+        }
         try await group.run()
     }
 

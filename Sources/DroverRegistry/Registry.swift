@@ -119,6 +119,11 @@ public final class Registry: @unchecked Sendable {
         }
     }
 
+    /// Closes the store after the writes already queued; nothing may change the registry after.
+    public func close() {
+        queue.sync { store.close() }
+    }
+
     /// At start-up: stores `key` unless the same key is there already; true if it was stored.
     /// Synchronous, because it runs before the server serves anything.
     public func installAccessKey(_ key: AccessKey) throws -> Bool {

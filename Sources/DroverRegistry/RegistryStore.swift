@@ -23,6 +23,12 @@ public protocol RegistryStore: Sendable {
     func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws
     func appendAudit(_ entry: AuditEntry) throws
     func queryAudit(_ query: AuditQuery) throws -> [AuditEntry]
+    /// Closes the store; called once, when the server stops.
+    func close()
+}
+
+extension RegistryStore {
+    public func close() {}
 }
 
 /// For tests and `storage.backend: memory`.

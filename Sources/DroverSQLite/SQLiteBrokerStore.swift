@@ -60,6 +60,19 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
         }
     }
 
+    /// Waits for pending commits, then checkpoints the WAL into the database file and closes it,
+    /// so that a stopped broker leaves one self-contained file.
+    public func close() {
+        writer.sync {
+            do {
+                try database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+                try database.close()
+            } catch {
+                logger.error("closing the broker database failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     /// An in-memory database, for tests.
     public init(inMemory: Void = (), logger: Logger = Logger(label: "drover.sqlite")) throws {
         self.logger = logger

@@ -22,6 +22,11 @@ public final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
+    public func close() {
+        try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try? database.close()
+    }
+
     /// An in-memory database, for tests.
     public init() throws {
         database = try DatabaseQueue()

@@ -403,3 +403,35 @@ def test_certificate_rules(tls_server, device_policy, tmp_path):
 def ClientErrorType(iot):
     from botocore.exceptions import ClientError
     return ClientError
+
+
+def test_cli_policy_explain_keys_audit_and_ca(tls_server, device_policy, tmp_path):
+    import conftest as e2e
+    dev = provision(tls_server, tmp_path, policy=device_policy)
+    base = [str(e2e.drover_bin())]
+    api = ["--data-dir", str(tls_server.data_dir), "--endpoint", f"http://127.0.0.1:{tls_server.http_port}"]
+
+    def run(*args):
+        return subprocess.run(base + list(args), capture_output=True, text=True, timeout=30)
+
+    allowed = run("policy", "explain", *api, "--thing", dev.thing, "--action", "iot:Publish", "--topic", f"things/{dev.thing}/t")
+    assert allowed.returncode == 0 and allowed.stdout.startswith("ALLOWED"), allowed.stdout + allowed.stderr
+    assert device_policy in allowed.stdout and "statement 2" in allowed.stdout
+    denied = run("policy", "explain", *api, "--thing", dev.thing, "--action", "iot:Subscribe", "--topic", "things/#")
+    assert denied.returncode == 1 and denied.stdout.startswith("IMPLICIT_DENY"), denied.stdout + denied.stderr
+
+    ca = run("ca", "show", "--data-dir", str(tls_server.data_dir))
+    assert ca.returncode == 0 and ca.stdout == (Path(tls_server.data_dir) / "ca.pem").read_text()
+
+    created = run("keys", "create", *api, "--name", "cli-test")
+    key = json.loads(created.stdout)
+    assert created.returncode == 0 and len(key["secretAccessKey"]) == 40
+    assert aws.iot(tls_server, key=(key["accessKeyId"], key["secretAccessKey"])).list_things(maxResults=1) is not None
+    assert run("keys", "revoke", *api, key["accessKeyId"]).returncode == 0
+    listed = run("keys", "list", *api)
+    assert key["accessKeyId"] not in listed.stdout and key["secretAccessKey"] not in listed.stdout
+
+    audit = run("audit", *api, "--operation", "RevokeAccessKey")
+    assert audit.returncode == 0 and f"access-key/{key['accessKeyId']}" in audit.stdout and "success" in audit.stdout
+    bad = run("audit", "--data-dir", str(tmp_path), "--endpoint", f"http://127.0.0.1:{tls_server.http_port}")
+    assert bad.returncode != 0 and "credentials" in bad.stderr

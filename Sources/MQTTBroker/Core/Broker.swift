@@ -46,7 +46,7 @@ public final class Broker: @unchecked Sendable {
     let metrics: BrokerMetrics
     let authenticator: any MQTTAuthenticator
     let authorizer: any MQTTAuthorizer
-    let store: any BrokerStore
+    public let store: any BrokerStore
     /// The loop that runs will and session-expiry timers.
     let timerLoop: any EventLoop
     let logger: Logger

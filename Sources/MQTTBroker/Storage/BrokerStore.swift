@@ -123,6 +123,12 @@ public struct RecoveredBrokerState: Sendable {
 public protocol BrokerStore: Sendable {
     func recover() throws -> RecoveredBrokerState
     func commit(_ changes: [BrokerStoreChange], completion: @escaping @Sendable (Result<Void, any Error>) -> Void)
+    /// Writes what is pending and closes; called once, after the broker has stopped.
+    func close()
+}
+
+extension BrokerStore {
+    public func close() {}
 }
 
 /// Keeps durable state in memory: it survives a broker being rebuilt in the same process (tests,

@@ -1,0 +1,221 @@
+import ArgumentParser
+import DroverApp
+import DroverHTTP
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Where the running server is, and the key to sign with (by default the admin key that the
+/// server wrote to its data directory).
+struct APIOptions: ParsableArguments {
+    @Option(name: .long, help: "The server's HTTP API.")
+    var endpoint = "http://127.0.0.1:8080"
+
+    @Option(name: .long, help: "Data directory, for its admin-credentials file.")
+    var dataDir = "./drover-data"
+
+    @Option(name: .long, help: "An AWS shared-credentials file. Default: DATA_DIR/admin-credentials")
+    var credentials: String?
+
+    @Option(name: .long, help: "The region to sign for (it appears in ARNs).")
+    var region = "us-east-1"
+
+    func signer() throws -> SigV4Signer {
+        let path = credentials ?? (dataDir as NSString).appendingPathComponent("admin-credentials")
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ValidationError("cannot read the credentials file \(path); give --credentials or --data-dir")
+        }
+        var values: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2 { values[parts[0]] = parts[1] }
+        }
+        guard let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"] else {
+            throw ValidationError("\(path) has no aws_access_key_id and aws_secret_access_key")
+        }
+        return SigV4Signer(accessKeyId: id, secretAccessKey: secret, region: region)
+    }
+
+    /// Sends a signed request; returns the JSON answer, or throws the server's message.
+    func call(_ method: String, _ path: String, query: [(String, String)] = [], body: [String: Any]? = nil,
+              headers extra: [String: String] = [:]) async throws -> Any {
+        guard let base = URL(string: endpoint), let host = base.host else { throw ValidationError("bad --endpoint \(endpoint)") }
+        let hostHeader = base.port.map { "\(host):\($0)" } ?? host
+        let encodedQuery = query.map { "\(SigV4Query.encode($0.0))=\(SigV4Query.encode($0.1))" }.joined(separator: "&")
+        let encodedPath = path.split(separator: "/", omittingEmptySubsequences: false).map { SigV4Query.encode(String($0)) }.joined(separator: "/")
+        let bytes = try body.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
+        guard let url = URL(string: endpoint + encodedPath + (encodedQuery.isEmpty ? "" : "?" + encodedQuery)) else {
+            throw ValidationError("bad request path \(path)")
+        }
+        var request = URLRequest(url: url)
+        request.httpMethod = method
+        if body != nil {
+            request.httpBody = bytes
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        for (name, value) in extra { request.setValue(value, forHTTPHeaderField: name) }
+        for (name, value) in try signer().headers(method: method, host: hostHeader, path: encodedPath, query: encodedQuery,
+                                                   body: Array(bytes)) {
+            request.setValue(value, forHTTPHeaderField: name)
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let json = (try? JSONSerialization.jsonObject(with: data)) ?? [:]
+        guard let http = response as? HTTPURLResponse, http.statusCode == 200 else {
+            let type = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "x-amzn-ErrorType") ?? "error"
+            let message = (json as? [String: Any])?["message"] as? String ?? String(decoding: data, as: UTF8.self)
+            throw ValidationError("\(type): \(message)")
+        }
+        return json
+    }
+}
+
+enum SigV4Query {
+    static func encode(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")) ?? text
+    }
+}
+
+func printJSON(_ value: Any) {
+    if let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys]) {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+struct CACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ca", abstract: "The certificate authority.", subcommands: [Show.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the CA certificate (PEM) that devices trust, as they trust Amazon's root CA on AWS.")
+
+        @Option(name: .long, help: "Data directory.")
+        var dataDir = "./drover-data"
+
+        func run() throws {
+            let path = DroverApplication.caCertificatePath(dataDir)
+            guard let pem = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ValidationError("no CA certificate at \(path): start `drover serve` once, or give --data-dir")
+            }
+            print(pem, terminator: pem.hasSuffix("\n") ? "" : "\n")
+        }
+    }
+}
+
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys", abstract: "API access keys.", subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create an access key; its secret is shown once.")
+        @OptionGroup var api: APIOptions
+        @Option(name: .long, help: "A name to recognise it by.")
+        var name = ""
+
+        func run() async throws { printJSON(try await api.call("POST", "/drover/access-keys", body: ["name": name])) }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the access keys (without secrets).")
+        @OptionGroup var api: APIOptions
+
+        func run() async throws { printJSON(try await api.call("GET", "/drover/access-keys")) }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke an access key at once.")
+        @OptionGroup var api: APIOptions
+        @Argument(help: "The access key id.")
+        var accessKeyId: String
+
+        func run() async throws {
+            _ = try await api.call("DELETE", "/drover/access-keys/\(accessKeyId)")
+            print("revoked \(accessKeyId)")
+        }
+    }
+}
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Query the audit log of control-plane changes, newest first.")
+    @OptionGroup var api: APIOptions
+    @Option(name: .long, help: "From this time (epoch seconds or ISO 8601).")
+    var from: String?
+    @Option(name: .long, help: "Up to this time (epoch seconds or ISO 8601).")
+    var to: String?
+    @Option(name: .long, help: "Only this resource (a thing name, cert/ID, policy/NAME, ...).")
+    var resource: String?
+    @Option(name: .long, help: "Only requests signed with this access key id.")
+    var principal: String?
+    @Option(name: .long, help: "Only this operation, e.g. CreateThing.")
+    var operation: String?
+    @Option(name: .long, help: "At most this many entries (1 to 1000).")
+    var limit = 100
+
+    func run() async throws {
+        var query: [(String, String)] = [("maxResults", "\(limit)")]
+        for (name, value) in [("from", from), ("to", to), ("resource", resource), ("principal", principal), ("operation", operation)] {
+            if let value { query.append((name, value)) }
+        }
+        let answer = try await api.call("GET", "/drover/audit", query: query)
+        let formatter = ISO8601DateFormatter()
+        for entry in (answer as? [String: Any])?["entries"] as? [[String: Any]] ?? [] {
+            let time = formatter.string(from: Date(timeIntervalSince1970: entry["time"] as? Double ?? 0))
+            let fields = ["principal", "operation", "resource", "outcome"].map { entry[$0] as? String ?? "-" }
+            let message = (entry["message"] as? String).map { "  \($0)" } ?? ""
+            print("\(time)  \(fields.joined(separator: "  "))\(message)")
+        }
+    }
+}
+
+struct PolicyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Policies.", subcommands: [Explain.self])
+
+    struct Explain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Say whether a thing's certificate may do something, and which statement decided.")
+        @OptionGroup var api: APIOptions
+        @Option(name: .long, help: "The thing; its attached certificate is the principal.")
+        var thing: String
+        @Option(name: .long, help: "iot:Connect, iot:Publish, iot:Subscribe or iot:Receive.")
+        var action: String
+        @Option(name: .long, help: "The topic (publish, receive) or topic filter (subscribe).")
+        var topic: String?
+        @Option(name: .long, help: "The client id. Default: the thing name.")
+        var clientId: String?
+        @Option(name: .long, help: "The account id in ARNs.")
+        var account = "123456789012"
+
+        func run() async throws {
+            let types = ["iot:Connect": "CONNECT", "iot:Publish": "PUBLISH", "iot:Subscribe": "SUBSCRIBE", "iot:Receive": "RECEIVE"]
+            guard let type = types[action] else { throw ValidationError("--action must be one of \(types.keys.sorted().joined(separator: ", "))") }
+            let client = clientId ?? thing
+            let resource: String
+            switch type {
+            case "CONNECT": resource = "client/\(client)"
+            case "SUBSCRIBE": resource = "topicfilter/" + (try topicValue())
+            default: resource = "topic/" + (try topicValue())
+            }
+            let principals = try await api.call("GET", "/things/\(thing)/principals") as? [String: Any]
+            guard let principal = (principals?["principals"] as? [String])?.first else {
+                throw ValidationError("thing \(thing) has no certificate attached")
+            }
+            let answer = try await api.call(
+                "POST", "/test-authorization", query: [("clientId", client)],
+                body: ["principal": principal, "authInfos": [["actionType": type, "resources": ["arn:aws:iot:\(api.region):\(account):\(resource)"]]]])
+            guard let result = ((answer as? [String: Any])?["authResults"] as? [[String: Any]])?.first else {
+                throw ValidationError("no answer")
+            }
+            print(result["authDecision"] as? String ?? "?")
+            print(result["explanation"] as? String ?? "")
+            if (result["authDecision"] as? String) != "ALLOWED" { throw ExitCode(1) }
+        }
+
+        func topicValue() throws -> String {
+            guard let topic else { throw ValidationError("--topic is required for \(action)") }
+            return topic
+        }
+    }
+}
