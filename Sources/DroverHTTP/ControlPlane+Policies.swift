@@ -162,9 +162,9 @@ extension ControlPlane {
     }
 
     func listTargetsForPolicy(_ call: Call) async throws -> Response {
-        let ids = try registry.targets(ofPolicy: try call.parameter("policyName"))
-        let page = try Registry.pageOfStrings(ids, maxResults: try call.queryInt("pageSize"), nextToken: call.query("marker"))
-        return Self.json(TargetsOutput(targets: page.items.map { certArn(call.caller, $0) }, nextMarker: page.nextToken))
+        let keys = try registry.targets(ofPolicy: try call.parameter("policyName"))
+        let page = try Registry.pageOfStrings(keys, maxResults: try call.queryInt("pageSize"), nextToken: call.query("marker"))
+        return Self.json(TargetsOutput(targets: page.items.map { registry.arn(call.caller.region, $0) }, nextMarker: page.nextToken))
     }
 
     // MARK: Effective policies and TestAuthorization
@@ -186,7 +186,18 @@ extension ControlPlane {
     func getEffectivePolicies(_ call: Call) async throws -> Response {
         let input = try call.decode(EffectiveInput.self)
         guard let principal = input.principal else { throw RegistryError(.invalidRequest, "principal is required") }
-        let policies = try registry.attachedPolicies(target: principal)
+        var policies = try registry.attachedPolicies(target: principal)
+        // With a thing: the policies of its groups (and their ancestors) too.
+        if let thing = call.query("thingName") {
+            for group in try registry.groupsOfThing(thing) {
+                for ancestor in registry.snapshot.lineage(ofGroup: group) {
+                    for policy in try registry.attachedPolicies(target: "arn:aws:iot:::thinggroup/\(ancestor.name)")
+                    where !policies.contains(where: { $0.name == policy.name }) {
+                        policies.append(policy)
+                    }
+                }
+            }
+        }
         return Self.json(EffectiveOutput(effectivePolicies: policies.map {
             EffectivePolicy(policyName: $0.name, policyArn: policyArn(call.caller, $0.name), policyDocument: $0.defaultDocument)
         }))

@@ -131,14 +131,31 @@ extension Registry {
 
     // MARK: Attachments
 
+    /// A target as a key: "cert/ID" for a certificate ARN (or id), "thinggroup/NAME" for a
+    /// thing group ARN.
+    static func targetKey(_ target: String) throws -> String {
+        if let range = target.range(of: ":thinggroup/") { return "thinggroup/" + target[range.upperBound...] }
+        return "cert/" + (try certificateTarget(target))
+    }
+
+    static func checkTarget(_ key: String, _ state: RegistryState) throws {
+        if key.hasPrefix("thinggroup/") {
+            let group = String(key.dropFirst("thinggroup/".count))
+            guard state.thingGroups[group] != nil else { throw RegistryError.notFound("thing group", group) }
+        } else {
+            let id = String(key.dropFirst(5))
+            guard state.certificates[id] != nil else { throw RegistryError.notFound("certificate", id) }
+        }
+    }
+
     public func attachPolicy(_ caller: Caller, name: String, target: String) async throws {
-        let key = "cert/" + (try Self.certificateTarget(target))
+        let key = try Self.targetKey(target)
         try await mutate(caller, "AttachPolicy", "policy/\(name)") { state, changes in
             guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
-            guard state.certificates[String(key.dropFirst(5))] != nil else { throw RegistryError.notFound("certificate", String(key.dropFirst(5))) }
+            try Self.checkTarget(key, state)
             let attached = state.policyTargets.filter { $0.value.contains(key) }.count
             guard attached < 10 || state.policyTargets[name]?.contains(key) == true else {
-                throw RegistryError(.limitExceeded, "a certificate can have at most 10 policies attached")
+                throw RegistryError(.limitExceeded, "a target can have at most 10 policies attached")
             }
             state.policyTargets[name, default: []].insert(key)
             changes.append(Self.record(Kind.policyTargets, name, state.policyTargets[name] ?? []))
@@ -146,7 +163,7 @@ extension Registry {
     }
 
     public func detachPolicy(_ caller: Caller, name: String, target: String) async throws {
-        let key = "cert/" + (try Self.certificateTarget(target))
+        let key = try Self.targetKey(target)
         try await mutate(caller, "DetachPolicy", "policy/\(name)") { state, changes in
             guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
             guard state.policyTargets[name]?.remove(key) != nil else {
@@ -157,17 +174,17 @@ extension Registry {
     }
 
     public func attachedPolicies(target: String) throws -> [PolicyRecord] {
-        let key = "cert/" + (try Self.certificateTarget(target))
+        let key = try Self.targetKey(target)
         let state = snapshot
-        guard state.certificates[String(key.dropFirst(5))] != nil else { throw RegistryError.notFound("certificate", target) }
+        try Self.checkTarget(key, state)
         return state.policyTargets.filter { $0.value.contains(key) }.keys.sorted().compactMap { state.policies[$0] }
     }
 
-    /// Certificate ids of the targets.
+    /// The targets as keys ("cert/ID", "thinggroup/NAME").
     public func targets(ofPolicy name: String) throws -> [String] {
         let state = snapshot
         guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
-        return (state.policyTargets[name] ?? []).sorted().map { String($0.dropFirst(5)) }
+        return (state.policyTargets[name] ?? []).sorted()
     }
 
     public func attachThingPrincipal(_ caller: Caller, thing: String, principal: String) async throws {
@@ -221,6 +238,8 @@ extension RegistryState {
             clientId: clientId, thingName: thing?.name, thingTypeName: thing?.typeName, thingAttributes: thing?.attributes ?? [:],
             isAttached: thing != nil, certificateCommonName: certificates[certificateId]?.commonName, region: region,
             account: account)
-        return (context, policies(attachedTo: "cert/\(certificateId)"))
+        var targets: Set<String> = ["cert/\(certificateId)"]
+        if let thing { for group in groups(ofThing: thing.name) { targets.insert("thinggroup/\(group)") } }
+        return (context, policies(attachedTo: targets))
     }
 }

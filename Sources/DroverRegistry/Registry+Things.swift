@@ -129,6 +129,10 @@ extension Registry {
             }
             state.things[name] = nil
             changes.append(Self.removal(Kind.thing, name))
+            for (group, members) in state.groupMembers where members.contains(name) {
+                state.groupMembers[group]?.remove(name)
+                changes.append(Self.record(Kind.groupMembers, group, state.groupMembers[group] ?? []))
+            }
         }
     }
 

@@ -15,8 +15,11 @@ public struct RegistryState: Sendable {
     public var parsedPolicies: [String: PolicyDocument] = [:]
     /// Thing name → ids of the certificates attached to it.
     public var thingPrincipals: [String: Set<String>] = [:]
-    /// Policy name → targets: "cert/ID" for certificates.
+    /// Policy name → targets: "cert/ID" for certificates, "thinggroup/NAME" for groups.
     public var policyTargets: [String: Set<String>] = [:]
+    public var thingGroups: [String: ThingGroup] = [:]
+    /// Group name → names of the things in it (directly).
+    public var groupMembers: [String: Set<String>] = [:]
 
     public init() {}
 
@@ -25,11 +28,38 @@ public struct RegistryState: Sendable {
         thingPrincipals.compactMap { $0.value.contains(id) ? $0.key : nil }.sorted()
     }
 
-    /// The policies attached to a target ("cert/ID"), parsed, in name order.
-    public func policies(attachedTo target: String) -> [NamedPolicy] {
-        policyTargets.filter { $0.value.contains(target) }.keys.sorted().compactMap { name in
+    /// The policies attached to any of `targets` ("cert/ID", "thinggroup/NAME"), parsed, in name order.
+    public func policies(attachedTo targets: Set<String>) -> [NamedPolicy] {
+        policyTargets.filter { !$0.value.isDisjoint(with: targets) }.keys.sorted().compactMap { name in
             parsedPolicies[name].map { NamedPolicy(name: name, document: $0) }
         }
+    }
+
+    /// A group and its ancestors, from the group up to the root.
+    public func lineage(ofGroup name: String) -> [ThingGroup] {
+        var result: [ThingGroup] = []
+        var next: String? = name
+        while let current = next, let group = thingGroups[current], result.count < 16 {
+            result.append(group)
+            next = group.parent
+        }
+        return result
+    }
+
+    /// The groups a thing is in directly, and their ancestors.
+    public func groups(ofThing thing: String) -> Set<String> {
+        var names = Set<String>()
+        for (group, members) in groupMembers where members.contains(thing) {
+            for ancestor in lineage(ofGroup: group) { names.insert(ancestor.name) }
+        }
+        return names
+    }
+
+    /// A group's attributes with those inherited from its ancestors (the nearest wins).
+    public func effectiveAttributes(ofGroup name: String) -> [String: String] {
+        var attributes: [String: String] = [:]
+        for group in lineage(ofGroup: name).reversed() { attributes.merge(group.attributes) { _, new in new } }
+        return attributes
     }
 }
 
@@ -177,6 +207,9 @@ public final class Registry: @unchecked Sendable {
         static let thingPrincipals = "thing-principals"
         /// Key: policy name; value: its targets.
         static let policyTargets = "policy-targets"
+        static let thingGroup = "thing-group"
+        /// Key: group name; value: the names of its things.
+        static let groupMembers = "group-members"
     }
 
     static func record(_ kind: String, _ key: String, _ value: some Encodable) -> RegistryRecordChange {
@@ -208,6 +241,8 @@ public final class Registry: @unchecked Sendable {
         }
         state.thingPrincipals = try all(Kind.thingPrincipals, Set<String>.self).filter { !$0.value.isEmpty }
         state.policyTargets = try all(Kind.policyTargets, Set<String>.self).filter { !$0.value.isEmpty }
+        state.thingGroups = try all(Kind.thingGroup, ThingGroup.self)
+        state.groupMembers = try all(Kind.groupMembers, Set<String>.self).filter { !$0.value.isEmpty }
         return state
     }
 

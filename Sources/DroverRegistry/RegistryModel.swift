@@ -192,3 +192,16 @@ public struct PolicyRecord: Codable, Sendable, Hashable {
 
     public var defaultDocument: String { versions.first { $0.id == defaultVersion }?.document ?? "" }
 }
+
+/// A static thing group. Groups form trees through `parent`; a group's attributes are inherited by
+/// its children (a child's own value wins), and policies attached to a group apply to the
+/// certificates of every thing in it or in its descendants.
+public struct ThingGroup: Codable, Sendable, Hashable {
+    public var name: String
+    public var id: String
+    public var description: String?
+    public var attributes: [String: String]
+    public var parent: String?
+    public var version: Int64
+    public var createdAt: Double
+}

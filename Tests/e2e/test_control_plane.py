@@ -280,3 +280,68 @@ def test_registry_survives_kill9(tmp_path_factory):
         assert iot.describe_thing_type(thingTypeName="durable_type")["thingTypeName"] == "durable_type"
     finally:
         srv.stop()
+
+
+def test_thing_groups(drover):
+    iot = aws.iot(drover)
+    p = uid("g").replace("-", "_")
+    root = iot.create_thing_group(thingGroupName=f"{p}_root", thingGroupProperties={
+        "thingGroupDescription": "all", "attributePayload": {"attributes": {"region": "eu", "tier": "std"}}})
+    assert root["thingGroupArn"].endswith(f":thinggroup/{p}_root")
+    iot.create_thing_group(thingGroupName=f"{p}_child", parentGroupName=f"{p}_root",
+                           thingGroupProperties={"attributePayload": {"attributes": {"tier": "gold"}}})
+    iot.create_thing_group(thingGroupName=f"{p}_leaf", parentGroupName=f"{p}_child")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.create_thing_group(thingGroupName=f"{p}_orphan", parentGroupName="no_such_group")
+
+    leaf = iot.describe_thing_group(thingGroupName=f"{p}_leaf")
+    assert leaf["thingGroupMetadata"]["parentGroupName"] == f"{p}_child"
+    assert [g["groupName"] for g in leaf["thingGroupMetadata"]["rootToParentThingGroups"]] == [f"{p}_root", f"{p}_child"]
+    # Attribute propagation: inherited from the ancestors, the nearest wins (Drover's field).
+    status, _, raw = aws.signed(drover, "GET", f"/thing-groups/{p}_leaf")
+    assert raw["effectiveAttributes"] == {"region": "eu", "tier": "gold"}
+
+    for i in range(3):
+        iot.create_thing(thingName=f"{p}_t{i}")
+    iot.add_thing_to_thing_group(thingGroupName=f"{p}_leaf", thingName=f"{p}_t0")
+    iot.add_thing_to_thing_group(thingGroupArn=root["thingGroupArn"], thingName=f"{p}_t1")
+    iot.update_thing_groups_for_thing(thingName=f"{p}_t2", thingGroupsToAdd=[f"{p}_child", f"{p}_leaf"])
+    assert iot.list_things_in_thing_group(thingGroupName=f"{p}_leaf")["things"] == [f"{p}_t0", f"{p}_t2"]
+    assert iot.list_things_in_thing_group(thingGroupName=f"{p}_root")["things"] == [f"{p}_t1"]
+    assert iot.list_things_in_thing_group(thingGroupName=f"{p}_root", recursive=True)["things"] == [f"{p}_t0", f"{p}_t1", f"{p}_t2"]
+    assert [g["groupName"] for g in iot.list_thing_groups_for_thing(thingName=f"{p}_t2")["thingGroups"]] == [f"{p}_child", f"{p}_leaf"]
+    children = iot.list_thing_groups(parentGroup=f"{p}_root", recursive=False)["thingGroups"]
+    assert [g["groupName"] for g in children] == [f"{p}_child"]
+    everything = iot.list_thing_groups(parentGroup=f"{p}_root", recursive=True)["thingGroups"]
+    assert [g["groupName"] for g in everything] == [f"{p}_child", f"{p}_leaf"]
+    assert [g["groupName"] for g in iot.list_thing_groups(namePrefixFilter=p)["thingGroups"]] == [f"{p}_child", f"{p}_leaf", f"{p}_root"]
+
+    iot.update_thing_groups_for_thing(thingName=f"{p}_t2", thingGroupsToRemove=[f"{p}_leaf"])
+    iot.remove_thing_from_thing_group(thingGroupName=f"{p}_leaf", thingName=f"{p}_t0")
+    assert iot.list_things_in_thing_group(thingGroupName=f"{p}_leaf")["things"] == []
+
+    version = iot.update_thing_group(thingGroupName=f"{p}_child", thingGroupProperties={
+        "attributePayload": {"attributes": {"tier": "platinum"}, "merge": True}}, expectedVersion=1)["version"]
+    assert version == 2
+    with pytest.raises(iot.exceptions.VersionConflictException):
+        iot.update_thing_group(thingGroupName=f"{p}_child", thingGroupProperties={"thingGroupDescription": "x"}, expectedVersion=1)
+    status, _, raw = aws.signed(drover, "GET", f"/thing-groups/{p}_leaf")
+    assert raw["effectiveAttributes"]["tier"] == "platinum"
+
+    with pytest.raises(iot.exceptions.InvalidRequestException) as e:
+        iot.delete_thing_group(thingGroupName=f"{p}_root")
+    assert "child groups" in e.value.response["Error"]["Message"]
+    for g in ("leaf", "child", "root"):
+        iot.delete_thing_group(thingGroupName=f"{p}_{g}")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_thing_group(thingGroupName=f"{p}_root")
+    assert iot.list_thing_groups_for_thing(thingName=f"{p}_t1")["thingGroups"] == []
+    with pytest.raises(iot.exceptions.InvalidRequestException):
+        iot.create_thing_group(thingGroupName="bad group name")
+    many = [f"{p}_many{i}" for i in range(11)]
+    for g in many:
+        iot.create_thing_group(thingGroupName=g)
+    with pytest.raises(iot.exceptions.InvalidRequestException) as e:
+        iot.update_thing_groups_for_thing(thingName=f"{p}_t1", thingGroupsToAdd=many)
+    assert "at most 10" in e.value.response["Error"]["Message"]
+    assert iot.list_thing_groups_for_thing(thingName=f"{p}_t1")["thingGroups"] == [], "a refused update was half-applied"

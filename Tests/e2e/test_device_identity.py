@@ -435,3 +435,30 @@ def test_cli_policy_explain_keys_audit_and_ca(tls_server, device_policy, tmp_pat
     assert audit.returncode == 0 and f"access-key/{key['accessKeyId']}" in audit.stdout and "success" in audit.stdout
     bad = run("audit", "--data-dir", str(tmp_path), "--endpoint", f"http://127.0.0.1:{tls_server.http_port}")
     assert bad.returncode != 0 and "credentials" in bad.stderr
+
+
+def test_policy_attached_to_a_thing_group_applies_to_its_things(tls_server, tmp_path):
+    iot = aws.iot(tls_server)
+    group = "fleet_" + uid("g")[-6:]
+    iot.create_thing_group(thingGroupName=group + "_parent")
+    iot.create_thing_group(thingGroupName=group, parentGroupName=group + "_parent")
+    name = "group_policy_" + uid("p")[-6:]
+    iot.create_policy(policyName=name, policyDocument=policy_document("fleet"))
+    parent_arn = iot.describe_thing_group(thingGroupName=group + "_parent")["thingGroupArn"]
+    iot.attach_policy(policyName=name, target=parent_arn)
+    dev = provision(tls_server, tmp_path, policy=None)
+    client = TlsClient(tls_server, dev)
+    try:
+        assert client.connect() == 0x87, "no policy yet: the connection must be refused"
+    finally:
+        client.stop()
+    iot.add_thing_to_thing_group(thingGroupName=group, thingName=dev.thing)
+    assert name in [p["policyName"] for p in iot.get_effective_policies(principal=dev.cert_arn, thingName=dev.thing)["effectivePolicies"]]
+    client = TlsClient(tls_server, dev)
+    try:
+        assert client.connect() == 0
+        assert client.publish(f"fleet/{dev.thing}/x", b"via the group's policy") in (0, 0x10)
+        assert client.publish(f"things/{dev.thing}/x", b"not in this policy") == 0x87
+    finally:
+        client.stop()
+    assert parent_arn in iot.list_targets_for_policy(policyName=name)["targets"]
