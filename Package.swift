@@ -135,10 +135,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // The load tool: a minimal MQTT client on NIOPosix, independent of the broker's code.
+        // The load tool: a minimal MQTT client on NIOPosix, independent of the broker's code; and
+        // signed control-plane requests.
         .executableTarget(
             name: "drover-load",
             dependencies: [
+                // Only for SigV4Signer, to sign control-plane requests as boto3 does.
+                "DroverHTTP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

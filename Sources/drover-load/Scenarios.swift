@@ -16,7 +16,7 @@ struct DroverLoad: AsyncParsableCommand {
             Each scenario prints human-readable progress and ends with one line `RESULT {json}`. \
             It exits non-zero if a connection fails or the broker drops one.
             """,
-        subcommands: [Fanin.self, Fanout.self, Latency.self, Idle.self]
+        subcommands: [Fanin.self, Fanout.self, Latency.self, Idle.self, APILoad.self]
     )
 }
 
