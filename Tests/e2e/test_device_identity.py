@@ -462,3 +462,38 @@ def test_policy_attached_to_a_thing_group_applies_to_its_things(tls_server, tmp_
     finally:
         client.stop()
     assert parent_arn in iot.list_targets_for_policy(policyName=name)["targets"]
+
+
+def test_mosquitto_clients_over_mutual_tls(tls_server, device_policy, tmp_path, clients):
+    """The README's tour: mosquitto_pub and mosquitto_sub (MQTT 3.1.1) with the issued certificate."""
+    dev = provision(tls_server, tmp_path, policy=device_policy)
+    tls = ["-h", "localhost", "-p", str(tls_server.mqtts_port), "--cafile", str(dev.ca), "--cert", str(dev.cert),
+           "--key", str(dev.key)]
+    observer = Paho(tls_server.mqtt_port)
+    clients.append(observer)
+    observer.connect()
+    observer.subscribe(f"things/{dev.thing}/#", qos=1)
+
+    refused = subprocess.run(["mosquitto_pub", *tls, "-i", "intruder", "-t", f"things/{dev.thing}/temp", "-m", "x", "-q", "1"],
+                             capture_output=True, text=True, timeout=15)
+    assert refused.returncode != 0 and "not authori" in (refused.stderr + refused.stdout).lower(), refused
+    pub = subprocess.run(["mosquitto_pub", *tls, "-i", dev.thing, "-t", f"things/{dev.thing}/temp", "-m", "21.5", "-q", "1"],
+                         capture_output=True, text=True, timeout=15)
+    assert pub.returncode == 0, pub.stderr
+    assert [m.payload for m in observer.wait_messages(1, 5)] == [b"21.5"]
+
+    sub = subprocess.Popen(["mosquitto_sub", *tls, "-i", dev.thing, "-q", "1", "-t", f"things/{dev.thing}/cmd",
+                            "-C", "1", "-W", "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sender = Paho(tls_server.mqtt_port)
+        clients.append(sender)
+        sender.connect()
+        deadline = time.monotonic() + 8
+        while sub.poll() is None and time.monotonic() < deadline:
+            sender.publish(f"things/{dev.thing}/cmd", b"reboot", qos=1)
+            time.sleep(0.3)
+        out, err = sub.communicate(timeout=10)
+        assert sub.returncode == 0 and out.strip() == "reboot", (out, err)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
