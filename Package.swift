@@ -149,6 +149,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "DroverRegistryTests",
+            dependencies: ["DroverRegistry", "DroverPolicy"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "DroverPolicyTests",
             dependencies: ["DroverPolicy"],
             swiftSettings: swiftSettings

@@ -35,7 +35,7 @@ public struct DroverApplication: Sendable {
         let authority = try Self.loadAuthority(configuration, logger: logger)
         let authorityInfo = CertificateInfo(certificate: authority.certificate)
         try deviceRegistry.installBuiltInCA(ControlPlane.facts(authorityInfo))
-        let access = RegistryAccessControl(registry: deviceRegistry, region: "us-east-1")
+        let access = RegistryAccessControl(registry: deviceRegistry, region: configuration.region)
 
         let store = try Self.makeStore(configuration, logger: logger)
         let started = ContinuousClock.now
@@ -49,11 +49,29 @@ public struct DroverApplication: Sendable {
         self.broker = broker
         // A change to the registry applies at once: cached decisions go, and clients whose
         // certificate or thing is no longer valid are disconnected.
-        deviceRegistry.onChange { [weak broker, weak access] state in
+        deviceRegistry.onChange { [weak broker, weak access] state, changes in
             guard let broker, let access else { return }
             access.registryChanged()
-            broker.disconnectClients(.notAuthorized, reason: "the client's certificate or thing is no longer authorized") {
-                RegistryAccessControl.isRevoked($0, in: state)
+            // Only changes that can revoke a connection are checked against the connections:
+            // a certificate, a CA, or a thing's attachments. (A thing with attachments cannot
+            // be deleted.) Creating things and certificates costs the connections nothing.
+            var certificates = Set<String>(), cas = Set<String>(), things = Set<String>()
+            for change in changes {
+                switch change.kind {
+                case Registry.Kind.certificate: certificates.insert(change.key)
+                case Registry.Kind.caCertificate: cas.insert(change.key)
+                case Registry.Kind.thingPrincipals: things.insert(change.key)
+                default: break
+                }
+            }
+            guard !certificates.isEmpty || !cas.isEmpty || !things.isEmpty else { return }
+            let affectedCertificates = certificates, affectedCAs = cas, affectedThings = things
+            broker.disconnectClients(.notAuthorized, reason: "the client's certificate or thing is no longer authorized") { identity in
+                guard let id = identity.principal else { return false }
+                let affected = affectedCertificates.contains(id)
+                    || identity.attributes[RegistryAccessControl.thingAttribute].map(affectedThings.contains) == true
+                    || state.certificates[id]?.caCertificateId.map(affectedCAs.contains) == true
+                return affected && RegistryAccessControl.isRevoked(identity, in: state)
             }
         }
         let issuing = ControlPlane.Issuing(

@@ -27,6 +27,9 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var storageDurability = "fsync"
     /// The account id in ARNs.
     public var accountId = "123456789012"
+    /// The region in the ARNs that device policies are checked against (the API takes the
+    /// region of each request's signature).
+    public var region = "us-east-1"
     /// What DescribeEndpoint answers; nil: the machine's host name.
     public var endpointAddress: String?
     /// An access key for automation, whose secret is read from a file (mode 0600).
@@ -76,6 +79,12 @@ public struct DroverConfiguration: Sendable, Hashable {
             config.accountId = value
         },
         "api.endpoint_address": { $0.endpointAddress = $1 },
+        "api.region": { config, value in
+            guard !value.isEmpty, value.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
+                throw Error(description: "api.region must look like us-east-1, not '\(value)'")
+            }
+            config.region = value
+        },
         "api.access_key_id": { config, value in
             guard (16...128).contains(value.count), value.allSatisfy({ $0.isLetter || $0.isNumber }) else {
                 throw Error(description: "api.access_key_id must be 16 to 128 letters and digits")

@@ -95,7 +95,7 @@ public final class Registry: @unchecked Sendable {
     private let lock = NIOLock()
     private var state: RegistryState
     private let queue = DispatchQueue(label: "drover.registry.writer")
-    private let listeners = NIOLockedValueBox<[@Sendable (RegistryState) -> Void]>([])
+    private let listeners = NIOLockedValueBox<[@Sendable (RegistryState, [RegistryRecordChange]) -> Void]>([])
 
     public init(configuration: RegistryConfiguration = .init(), store: any RegistryStore, logger: Logger = Logger(label: "drover.registry")) throws {
         self.configuration = configuration
@@ -107,8 +107,9 @@ public final class Registry: @unchecked Sendable {
     /// The current state; cheap (copy on write).
     public var snapshot: RegistryState { lock.withLock { state } }
 
-    /// Calls `listener` after every change, with the new state, on the registry's writer queue.
-    public func onChange(_ listener: @escaping @Sendable (RegistryState) -> Void) {
+    /// Calls `listener` after every change, with the new state and the records that changed, on
+    /// the registry's writer queue.
+    public func onChange(_ listener: @escaping @Sendable (RegistryState, [RegistryRecordChange]) -> Void) {
         listeners.withLockedValue { $0.append(listener) }
     }
 
@@ -131,7 +132,7 @@ public final class Registry: @unchecked Sendable {
                     try store.apply(changes, audit: entry)
                     lock.withLock { state = copy }
                     if !changes.isEmpty {
-                        for listener in listeners.withLockedValue({ $0 }) { listener(copy) }
+                        for listener in listeners.withLockedValue({ $0 }) { listener(copy, changes) }
                     }
                     continuation.resume(returning: result)
                 } catch let error as RegistryError {
@@ -196,20 +197,21 @@ public final class Registry: @unchecked Sendable {
 
     // MARK: Records
 
-    enum Kind {
-        static let thing = "thing"
-        static let thingType = "thing-type"
-        static let accessKey = "access-key"
-        static let certificate = "certificate"
-        static let caCertificate = "ca-certificate"
-        static let policy = "policy"
+    /// The kinds of records, as `RegistryRecordChange.kind` names them.
+    public enum Kind {
+        public static let thing = "thing"
+        public static let thingType = "thing-type"
+        public static let accessKey = "access-key"
+        public static let certificate = "certificate"
+        public static let caCertificate = "ca-certificate"
+        public static let policy = "policy"
         /// Key: thing name; value: the certificate ids attached.
-        static let thingPrincipals = "thing-principals"
+        public static let thingPrincipals = "thing-principals"
         /// Key: policy name; value: its targets.
-        static let policyTargets = "policy-targets"
-        static let thingGroup = "thing-group"
+        public static let policyTargets = "policy-targets"
+        public static let thingGroup = "thing-group"
         /// Key: group name; value: the names of its things.
-        static let groupMembers = "group-members"
+        public static let groupMembers = "group-members"
     }
 
     static func record(_ kind: String, _ key: String, _ value: some Encodable) -> RegistryRecordChange {

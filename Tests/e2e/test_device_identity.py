@@ -497,3 +497,37 @@ def test_mosquitto_clients_over_mutual_tls(tls_server, device_policy, tmp_path, 
     finally:
         if sub.poll() is None:
             sub.kill()
+
+
+def test_bring_your_own_ca(drover_factory, tmp_path):
+    key, cert = tmp_path / "byo.key", tmp_path / "byo.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "365", "-subj", "/CN=Our Own Root",
+                    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                   check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    srv = drover_factory(DROVER_CA_CERTIFICATE_FILE=str(cert), DROVER_CA_PRIVATE_KEY_FILE=str(key))
+    assert not (Path(srv.data_dir) / "ca.key").exists(), "a CA key was generated although one was configured"
+    iot = aws.iot(srv)
+    issued = iot.create_keys_and_certificate(setAsActive=True)
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_text(issued["certificatePem"])
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(cert), str(leaf)], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    ca_id = iot.describe_certificate(certificateId=issued["certificateId"])["certificateDescription"]["caCertificateId"]
+    assert "Our Own Root" in subprocess.run(["openssl", "x509", "-noout", "-subject"], input=iot.describe_ca_certificate(
+        certificateId=ca_id)["certificateDescription"]["certificatePem"], capture_output=True, text=True).stdout
+
+
+def test_private_key_readable_by_others_is_refused_at_startup(tmp_path):
+    import conftest as e2e
+    key, cert = tmp_path / "open.key", tmp_path / "open.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=open"], check=True, capture_output=True)
+    os.chmod(key, 0o644)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROVER_")}
+    env.update(DROVER_CA_CERTIFICATE_FILE=str(cert), DROVER_CA_PRIVATE_KEY_FILE=str(key))
+    out = subprocess.run([str(e2e.drover_bin()), "serve", "--data-dir", str(tmp_path / "data"), "--mqtt-port", "0",
+                          "--mqtts-port", "0", "--http-port", "0"], env=env, capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "chmod 600" in out.stderr and str(key) in out.stderr, out.stderr[-2000:]
