@@ -251,6 +251,14 @@ def test_access_keys_and_audit_log(drover):
     assert entries == [("UpdateThing", "VersionConflictException", key[0]), ("CreateThing", "success", key[0])]
     status, _, log = aws.signed(drover, "GET", f"/drover/audit?principal={key[0]}&operation=CreateThing")
     assert [e["resource"] for e in log["entries"]] == [name]
+    # By time: nothing after now, everything of this test since a minute ago.
+    later = int(datetime.datetime.now(datetime.timezone.utc).timestamp()) + 60
+    status, _, log = aws.signed(drover, "GET", f"/drover/audit?resource={name}&from={later}")
+    assert status == 200 and log["entries"] == []
+    status, _, log = aws.signed(drover, "GET", f"/drover/audit?resource={name}&from={later - 120}&to={later}")
+    assert len(log["entries"]) == 2
+    status, _, body = aws.signed(drover, "GET", "/drover/audit?from=yesterday")
+    assert status == 400 and "ISO 8601" in body["message"]
 
     status, _, listed = aws.signed(drover, "GET", "/drover/access-keys")
     assert key[0] in [k["accessKeyId"] for k in listed["accessKeys"]]
@@ -345,3 +353,27 @@ def test_thing_groups(drover):
         iot.update_thing_groups_for_thing(thingName=f"{p}_t1", thingGroupsToAdd=many)
     assert "at most 10" in e.value.response["Error"]["Message"]
     assert iot.list_thing_groups_for_thing(thingName=f"{p}_t1")["thingGroups"] == [], "a refused update was half-applied"
+
+
+def test_rsa_keys_on_request(drover):
+    status, _, body = aws.signed(drover, "POST", "/keys-and-certificate?keyAlgorithm=RSA_2048&setAsActive=true")
+    assert status == 200, body
+    assert "BEGIN RSA PRIVATE KEY" in body["keyPair"]["PrivateKey"]
+    import subprocess
+    text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=body["certificatePem"], capture_output=True, text=True).stdout
+    assert "rsaEncryption" in text and "2048 bit" in text
+    default = aws.iot(drover).create_keys_and_certificate(setAsActive=False)
+    assert "BEGIN PRIVATE KEY" in default["keyPair"]["PrivateKey"]
+    assert aws.iot(drover).describe_certificate(certificateId=default["certificateId"])["certificateDescription"]["status"] == "INACTIVE"
+    status, _, body = aws.signed(drover, "POST", "/keys-and-certificate?keyAlgorithm=DSA")
+    assert status == 400 and "keyAlgorithm" in body["message"]
+
+
+def test_access_key_named_in_the_configuration(drover_factory, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("automation-secret-0123456789abcdef\n")
+    os.chmod(secret, 0o600)
+    srv = drover_factory(DROVER_API_ACCESS_KEY_ID="AUTOMATIONKEY00001", DROVER_API_SECRET_ACCESS_KEY_FILE=str(secret))
+    iot = aws.iot(srv, key=("AUTOMATIONKEY00001", "automation-secret-0123456789abcdef"))
+    assert iot.create_thing(thingName="made_by_automation")["thingName"] == "made_by_automation"
+    assert "automation-secret" not in Path(srv.log_path).read_text()

@@ -531,3 +531,32 @@ def test_private_key_readable_by_others_is_refused_at_startup(tmp_path):
                           "--mqtts-port", "0", "--http-port", "0"], env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "chmod 600" in out.stderr and str(key) in out.stderr, out.stderr[-2000:]
+
+
+def test_policy_change_applies_to_connected_clients_at_once(tls_server, tmp_path):
+    iot = aws.iot(tls_server)
+    name = "live_" + uid("p")[-6:]
+    iot.create_policy(policyName=name, policyDocument=policy_document())
+    dev = provision(tls_server, tmp_path, policy=name)
+    client = TlsClient(tls_server, dev)
+    try:
+        assert client.connect() == 0
+        topic = f"things/{dev.thing}/data"
+        assert client.publish(topic, b"before") in (0, 0x10)
+        # A new default version that denies publishing: the connected client is refused at once,
+        # although its earlier decision for this topic was cached.
+        deny = json.loads(policy_document())
+        deny["Statement"].append({"Effect": "Deny", "Action": "iot:Publish", "Resource": "arn:aws:iot:*:*:topic/things/*"})
+        iot.create_policy_version(policyName=name, policyDocument=json.dumps(deny), setAsDefault=True)
+        assert client.publish(topic, b"after") == 0x87
+        # And back: the old version as the default again.
+        iot.set_default_policy_version(policyName=name, policyVersionId="1")
+        assert client.publish(topic, b"again") in (0, 0x10)
+        # Detaching the policy from the certificate: refused from the next publish on.
+        iot.detach_policy(policyName=name, target=dev.cert_arn)
+        assert client.publish(topic, b"detached") == 0x87
+        assert not client.disconnected.is_set(), "a policy change is not a reason to disconnect"
+    finally:
+        client.stop()
+    assert name in [p["policyName"] for p in iot.list_policies()["policies"]]
+    assert iot.list_targets_for_policy(policyName=name)["targets"] == []
