@@ -50,6 +50,9 @@ let package = Package(
         // AWS IoT policy documents: parsing (with error positions), variables, evaluation.
         // No dependencies: the broker's authorizer and the API both use it.
         .target(name: "DroverPolicy", swiftSettings: swiftSettings),
+        // AWS IoT Device Shadow documents: JSON, merge, metadata, delta, and the reserved-topic payloads.
+        // No dependencies and no I/O: the MQTT side and the iot-data HTTP API share it.
+        .target(name: "DroverShadow", swiftSettings: swiftSettings),
         // The certificate authority: keys, certificates, CSRs, chains. swift-certificates only.
         .target(
             name: "DroverIdentity",
@@ -66,6 +69,17 @@ let package = Package(
             name: "DroverRegistry",
             dependencies: [
                 "DroverPolicy",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Device Shadow service: MQTT topics through an in-process client, and iot-data.
+        .target(
+            name: "DroverShadowService",
+            dependencies: [
+                "DroverShadow", "MQTTBroker",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -88,7 +102,7 @@ let package = Package(
         .target(
             name: "DroverSQLite",
             dependencies: [
-                "MQTTBroker", "DroverRegistry",
+                "MQTTBroker", "DroverRegistry", "DroverShadowService",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -101,7 +115,7 @@ let package = Package(
         .target(
             name: "DroverHTTP",
             dependencies: [
-                "MQTTBroker", "DroverRegistry", "DroverPolicy", "DroverIdentity",
+                "MQTTBroker", "MQTTCodec", "DroverRegistry", "DroverPolicy", "DroverIdentity", "DroverShadow", "DroverShadowService",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -115,6 +129,7 @@ let package = Package(
             name: "DroverApp",
             dependencies: [
                 "MQTTBroker", "DroverListeners", "DroverHTTP", "DroverSQLite", "DroverRegistry", "DroverIdentity",
+                "DroverShadowService",
                 "DroverPolicy",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -156,6 +171,11 @@ let package = Package(
         .testTarget(
             name: "DroverPolicyTests",
             dependencies: ["DroverPolicy"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DroverShadowTests",
+            dependencies: ["DroverShadow"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

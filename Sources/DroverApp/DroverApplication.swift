@@ -2,6 +2,8 @@ import DroverHTTP
 import DroverIdentity
 import DroverListeners
 import DroverRegistry
+import DroverShadow
+import DroverShadowService
 import DroverSQLite
 import Foundation
 import Logging
@@ -17,6 +19,7 @@ public struct DroverApplication: Sendable {
     public let broker: Broker
     public let registry: PrometheusCollectorRegistry
     public let deviceRegistry: Registry
+    public let shadows: ShadowService
     let services: [any Service]
     let logger: Logger
 
@@ -47,11 +50,22 @@ public struct DroverApplication: Sendable {
             "retained": "\(broker.retainedCount)", "seconds": "\((ContinuousClock.now - started).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 3))))",
         ])
         self.broker = broker
+        let shadows = ShadowService(
+            broker: broker, store: try Self.makeShadowStore(configuration),
+            configuration: .init(limits: ShadowLimits(maximumRequestSize: configuration.shadowMaxDocumentSize,
+                                                      maximumDocumentSize: configuration.shadowMaxDocumentSize)),
+            eventLoop: eventLoopGroup.next(), logger: logger)
+        try shadows.start().wait()
+        self.shadows = shadows
         // A change to the registry applies at once: cached decisions go, and clients whose
         // certificate or thing is no longer valid are disconnected.
-        deviceRegistry.onChange { [weak broker, weak access] state, changes in
+        deviceRegistry.onChange { [weak broker, weak access, weak shadows] state, changes in
             guard let broker, let access else { return }
             access.registryChanged()
+            // Deleting a thing deletes its shadows.
+            for change in changes where change.kind == Registry.Kind.thing && change.value == nil {
+                shadows?.deleteAll(thing: change.key)
+            }
             // Only changes that can revoke a connection are checked against the connections:
             // a certificate, a CA, or a thing's attachments. (A thing with attachments cannot
             // be deleted.) Creating things and certificates costs the connections nothing.
@@ -81,7 +95,7 @@ public struct DroverApplication: Sendable {
             validityDays: configuration.deviceCertificateValidityDays)
         let controlPlane = ControlPlane(
             registry: deviceRegistry,
-            configuration: .init(endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing),
+            configuration: .init(endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing, shadows: shadows),
             logger: logger)
         var services: [any Service] = []
         if configuration.mqtt.port != 0 {
@@ -132,6 +146,7 @@ public struct DroverApplication: Sendable {
             // Everything has stopped: the stores write what is pending and close cleanly.
             broker.store.close()
             deviceRegistry.close()
+            shadows.close()
         }
         try await group.run()
     }
@@ -201,6 +216,17 @@ public struct DroverApplication: Sendable {
             publicKey: keys.publicKey, hostNames: names.isEmpty ? ["localhost"] : names, ipAddresses: ips, validityDays: 397,
             now: Date())
         return MQTTTLSSetup(certificateChainPEM: pem(of: certificate), privateKeyPEM: keys.privateKeyPEM, verifyClient: verify)
+    }
+
+    static func makeShadowStore(_ configuration: DroverConfiguration) throws -> any ShadowStore {
+        switch configuration.storageBackend {
+        case "memory":
+            return InMemoryShadowStore()
+        default:
+            let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
+            let path = (configuration.dataDir as NSString).appendingPathComponent("shadows.sqlite")
+            return try SQLiteShadowStore(path: path, durability: durability)
+        }
     }
 
     static func makeRegistryStore(_ configuration: DroverConfiguration) throws -> any RegistryStore {

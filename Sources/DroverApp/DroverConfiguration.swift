@@ -25,6 +25,8 @@ public struct DroverConfiguration: Sendable, Hashable {
     /// `fsync`: every group commit reaches the disk before acknowledgements go out. `normal`: the
     /// OS decides when; a process crash loses nothing, a power cut can lose the last commits.
     public var storageDurability = "fsync"
+    /// The largest shadow document (and update request), in bytes. AWS allows 8 KB.
+    public var shadowMaxDocumentSize = 65_536
     /// The account id in ARNs.
     public var accountId = "123456789012"
     /// The region in the ARNs that device policies are checked against (the API takes the
@@ -79,6 +81,7 @@ public struct DroverConfiguration: Sendable, Hashable {
             config.accountId = value
         },
         "api.endpoint_address": { $0.endpointAddress = $1 },
+        "shadows.max_document_size": { $0.shadowMaxDocumentSize = try int($1, "shadows.max_document_size", 1024...16 << 20) },
         "api.region": { config, value in
             guard !value.isEmpty, value.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
                 throw Error(description: "api.region must look like us-east-1, not '\(value)'")

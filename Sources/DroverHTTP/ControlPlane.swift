@@ -1,4 +1,5 @@
 import DroverRegistry
+import DroverShadowService
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -15,10 +16,13 @@ public struct ControlPlane: Sendable {
         public var maxBodySize: Int = 1 << 20
         /// The CA that issues device certificates; nil: certificate issuing is refused.
         public var issuing: Issuing?
+        /// The shadow service behind `iot-data`; nil: those operations are refused.
+        public var shadows: ShadowService?
 
-        public init(endpointAddress: String, issuing: Issuing? = nil) {
+        public init(endpointAddress: String, issuing: Issuing? = nil, shadows: ShadowService? = nil) {
             self.endpointAddress = endpointAddress
             self.issuing = issuing
+            self.shadows = shadows
         }
     }
 
@@ -125,6 +129,12 @@ public struct ControlPlane: Sendable {
         route(router, .post, "/policy-targets/:policyName", listTargetsForPolicy)
         route(router, .post, "/effective-policies", getEffectivePolicies)
         route(router, .post, "/test-authorization", testAuthorization)
+        // iot-data
+        route(router, .get, "/things/:thingName/shadow", getThingShadow)
+        route(router, .post, "/things/:thingName/shadow", updateThingShadow)
+        route(router, .delete, "/things/:thingName/shadow", deleteThingShadow)
+        route(router, .get, "/api/things/shadow/ListNamedShadowsForThing/:thingName", listNamedShadowsForThing)
+        route(router, .post, "/topics/**", publish)
         route(router, .get, "/drover/audit", queryAudit)
         route(router, .get, "/drover/access-keys", listAccessKeys)
         route(router, .post, "/drover/access-keys", createAccessKey)

@@ -42,6 +42,13 @@ def iot(srv, key: tuple[str, str] | None = None, region: str = REGION):
                         config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=20))
 
 
+def iot_data(srv, key: tuple[str, str] | None = None, region: str = REGION):
+    key_id, secret = key or admin_credentials(srv)
+    return boto3.client("iot-data", endpoint_url=endpoint(srv), region_name=region,
+                        aws_access_key_id=key_id, aws_secret_access_key=secret,
+                        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=20))
+
+
 def signed(srv, method: str, path: str, body: bytes = b"", key: tuple[str, str] | None = None,
            region: str = REGION) -> tuple[int, dict, dict]:
     """A request signed by botocore's own SigV4 code; returns (status, headers, JSON body)."""

@@ -1,0 +1,220 @@
+import DroverShadow
+import Dispatch
+import Foundation
+import Logging
+import MQTTBroker
+import MQTTCodec
+import NIOCore
+
+/// The Device Shadow service: it answers `$aws/things/{thing}/shadow[/name/{name}]/get|update|delete`
+/// through an in-process MQTT client (so devices' policies apply to those topics like any
+/// other), and serves the same operations to the `iot-data` HTTP API.
+///
+/// Requests are handled one at a time on `queue`, so the updates of a shadow are applied in the
+/// order they arrive; each accepted change is stored before its answers are published.
+public final class ShadowService: Sendable {
+    public struct Configuration: Sendable {
+        public var limits = ShadowLimits()
+        /// Names of named shadows: 1 to 64 characters of a-z, A-Z, 0-9, ':', '_' and '-'.
+        public init(limits: ShadowLimits = ShadowLimits()) { self.limits = limits }
+    }
+
+    enum Operation: String { case get, update, delete }
+
+    private let store: any ShadowStore
+    private let configuration: Configuration
+    private let logger: Logger
+    private let queue = DispatchQueue(label: "drover.shadows")
+    private let client: InProcessClient
+
+    public init(broker: Broker, store: any ShadowStore, configuration: Configuration = .init(), eventLoop: any EventLoop,
+                logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        let box = WeakBox()
+        client = InProcessClient(broker: broker, clientId: "$drover/shadows", eventLoop: eventLoop) { publish in
+            box.service?.received(publish)
+        }
+        box.service = self
+    }
+
+    /// Connects the in-process client and subscribes to the request topics.
+    public func start() -> EventLoopFuture<Void> {
+        client.connect().flatMap { [client] in
+            client.subscribe([
+                "$aws/things/+/shadow/get", "$aws/things/+/shadow/update", "$aws/things/+/shadow/delete",
+                "$aws/things/+/shadow/name/+/get", "$aws/things/+/shadow/name/+/update", "$aws/things/+/shadow/name/+/delete",
+            ])
+        }
+    }
+
+    // MARK: MQTT
+
+    /// (thing, shadow name or "", operation) of a request topic.
+    static func parse(_ topic: String) -> (String, String, Operation)? {
+        let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count >= 5, parts[0] == "$aws", parts[1] == "things", parts[3] == "shadow" else { return nil }
+        if parts.count == 5, let operation = Operation(rawValue: String(parts[4])) { return (String(parts[2]), "", operation) }
+        if parts.count == 7, parts[4] == "name", let operation = Operation(rawValue: String(parts[6])) {
+            return (String(parts[2]), String(parts[5]), operation)
+        }
+        return nil
+    }
+
+    static func prefix(_ thing: String, _ name: String) -> String {
+        name.isEmpty ? "$aws/things/\(thing)/shadow" : "$aws/things/\(thing)/shadow/name/\(name)"
+    }
+
+    private func received(_ publish: PublishPacket) {
+        guard let (thing, name, operation) = Self.parse(publish.topic) else { return }
+        let payload = Array(publish.payload.readableBytesView)
+        queue.async { [self] in
+            let answers = handle(thing: thing, name: name, operation: operation, payload: payload).mqtt
+            for (topic, bytes) in answers {
+                client.publish(topic, ByteBuffer(bytes: bytes), qos: .atLeastOnce).whenFailure { [logger] error in
+                    logger.warning("shadow answer not published", metadata: ["topic": "\(topic)", "error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// What a request comes to: MQTT messages to publish, and the HTTP answer.
+    struct Answer {
+        var mqtt: [(String, [UInt8])] = []
+        var http: ShadowHTTPResponse
+    }
+
+    /// Runs on `queue`.
+    private func handle(thing: String, name: String, operation: Operation, payload: [UInt8]) -> Answer {
+        let now = Int64(Date().timeIntervalSince1970)
+        let topic = Self.prefix(thing, name)
+        let shadowName = name.isEmpty ? thing : name
+        func rejected(_ error: ShadowError) -> Answer {
+            Answer(mqtt: [("\(topic)/\(operation.rawValue)/rejected", error.payload)], http: ShadowHTTPResponse(error))
+        }
+        let loaded: (document: [UInt8]?, deletedVersion: Int)
+        do {
+            loaded = try store.load(thing: thing, name: name)
+        } catch {
+            logger.error("shadow store read failed", metadata: ["error": "\(error)"])
+            return rejected(.internalFailure(timestamp: now))
+        }
+        let document = loaded.document.flatMap { ShadowDocument(storageBytes: $0) }
+        switch operation {
+        case .update:
+            switch Shadow.update(document, request: payload, now: now, limits: configuration.limits,
+                                 deletedVersion: loaded.deletedVersion) {
+            case .rejected(let error):
+                return rejected(error)
+            case .accepted(let update):
+                do {
+                    try store.save(thing: thing, name: name, document: update.document.storageBytes, version: update.document.version)
+                } catch {
+                    logger.error("shadow store write failed", metadata: ["error": "\(error)"])
+                    return rejected(.internalFailure(timestamp: now))
+                }
+                // accepted, then delta, then documents: the v1 SDK drops a delta whose version it
+                // already saw accepted.
+                var mqtt = [("\(topic)/update/accepted", update.acceptedPayload)]
+                if let delta = update.deltaPayload { mqtt.append(("\(topic)/update/delta", delta)) }
+                mqtt.append(("\(topic)/update/documents", update.documentsPayload))
+                return Answer(mqtt: mqtt, http: .ok(update.acceptedPayload))
+            }
+        case .get:
+            let options: ShadowRequestOptions
+            switch ShadowRequestOptions.parse(payload, limits: configuration.limits, now: now) {
+            case .success(let value): options = value
+            case .failure(let error): return rejected(error)
+            }
+            switch Shadow.get(document, shadowName: shadowName, clientToken: options.clientToken, now: now) {
+            case .rejected(let error): return rejected(error)
+            case .accepted(let bytes): return Answer(mqtt: [("\(topic)/get/accepted", bytes)], http: .ok(bytes))
+            }
+        case .delete:
+            let options: ShadowRequestOptions
+            switch ShadowRequestOptions.parse(payload, limits: configuration.limits, now: now) {
+            case .success(let value): options = value
+            case .failure(let error): return rejected(error)
+            }
+            switch Shadow.delete(document, shadowName: shadowName, clientToken: options.clientToken, version: options.version, now: now) {
+            case .rejected(let error):
+                return rejected(error)
+            case .accepted(let deletion):
+                do {
+                    try store.delete(thing: thing, name: name, version: deletion.version)
+                } catch {
+                    logger.error("shadow store write failed", metadata: ["error": "\(error)"])
+                    return rejected(.internalFailure(timestamp: now))
+                }
+                return Answer(mqtt: [("\(topic)/delete/accepted", deletion.payload)], http: .ok(deletion.payload))
+            }
+        }
+    }
+
+    // MARK: HTTP (iot-data)
+
+    /// GetThingShadow, UpdateThingShadow and DeleteThingShadow: the same operation as over MQTT,
+    /// whose MQTT answers (accepted, delta, documents) are published too, as AWS does.
+    public func http(thing: String, name: String, operation: String, payload: [UInt8]) async -> ShadowHTTPResponse {
+        guard let operation = Operation(rawValue: operation) else { return ShadowHTTPResponse(ShadowError.internalFailure()) }
+        if let error = Self.checkNames(thing: thing, name: name) { return ShadowHTTPResponse(error) }
+        return await withCheckedContinuation { continuation in
+            queue.async { [self] in
+                let answer = handle(thing: thing, name: name, operation: operation, payload: payload)
+                // A rejected HTTP request is answered over HTTP only.
+                if answer.http.status == 200 {
+                    for (topic, bytes) in answer.mqtt where operation != .get {
+                        client.publish(topic, ByteBuffer(bytes: bytes), qos: .atLeastOnce).whenFailure { _ in }
+                    }
+                }
+                continuation.resume(returning: answer.http)
+            }
+        }
+    }
+
+    static func checkNames(thing: String, name: String) -> ShadowError? {
+        func valid(_ text: String, _ max: Int) -> Bool {
+            (1...max).contains(text.count) && text.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || ":_-".unicodeScalars.contains($0)
+            }
+        }
+        if !valid(thing, 128) || (!name.isEmpty && !valid(name, 64)) {
+            return ShadowError.invalidStateNode("thingName or shadowName")
+        }
+        return nil
+    }
+
+    /// ListNamedShadowsForThing: the names, in order, from `after` on.
+    public func namedShadows(thing: String) async throws -> [String] {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { [store] in
+                continuation.resume(with: Result { try store.names(thing: thing).filter { !$0.isEmpty } })
+            }
+        }
+    }
+
+    /// A deleted thing's shadows go with it.
+    public func deleteAll(thing: String) {
+        queue.async { [self] in
+            do { try store.deleteAll(thing: thing) } catch {
+                logger.error("deleting a thing's shadows failed", metadata: ["thing": "\(thing)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Publish (`POST /topics/{topic}`) into the broker, as the in-process client.
+    public func publish(topic: String, payload: [UInt8], qos: MQTTQoS, retain: Bool) async throws {
+        try await client.publish(topic, ByteBuffer(bytes: payload), qos: qos, retain: retain).get()
+    }
+
+    public func close() {
+        queue.sync { store.close() }
+    }
+}
+
+/// Breaks the cycle between the service and its client's callback.
+private final class WeakBox: @unchecked Sendable {
+    // `@unchecked Sendable`: set once in ShadowService.init, before the client connects.
+    weak var service: ShadowService?
+}

@@ -1,0 +1,50 @@
+import NIOConcurrencyHelpers
+
+/// Where shadows are kept. `save` and `delete` are durable when they return: an accepted
+/// update is never lost to a crash.
+public protocol ShadowStore: Sendable {
+    /// The stored document (nil if none), and the version of the last deleted one (0 if none),
+    /// so that a re-created shadow continues its numbering as AWS does.
+    func load(thing: String, name: String) throws -> (document: [UInt8]?, deletedVersion: Int)
+    func save(thing: String, name: String, document: [UInt8], version: Int) throws
+    /// Removes the document and remembers its version.
+    func delete(thing: String, name: String, version: Int) throws
+    /// The names of a thing's shadows that exist ("" is the classic shadow).
+    func names(thing: String) throws -> [String]
+    /// Everything of a thing, tombstones included (the thing was deleted).
+    func deleteAll(thing: String) throws
+    func close()
+}
+
+extension ShadowStore {
+    public func close() {}
+}
+
+public final class InMemoryShadowStore: ShadowStore {
+    private let state = NIOLockedValueBox<[String: [String: (document: [UInt8]?, version: Int)]]>([:])
+
+    public init() {}
+
+    public func load(thing: String, name: String) throws -> (document: [UInt8]?, deletedVersion: Int) {
+        state.withLockedValue { state in
+            guard let entry = state[thing]?[name] else { return (nil, 0) }
+            return entry.document == nil ? (nil, entry.version) : (entry.document, 0)
+        }
+    }
+
+    public func save(thing: String, name: String, document: [UInt8], version: Int) throws {
+        state.withLockedValue { $0[thing, default: [:]][name] = (document, version) }
+    }
+
+    public func delete(thing: String, name: String, version: Int) throws {
+        state.withLockedValue { $0[thing, default: [:]][name] = (nil, version) }
+    }
+
+    public func names(thing: String) throws -> [String] {
+        state.withLockedValue { state in (state[thing] ?? [:]).filter { $0.value.document != nil }.keys.sorted() }
+    }
+
+    public func deleteAll(thing: String) throws {
+        state.withLockedValue { $0[thing] = nil }
+    }
+}
