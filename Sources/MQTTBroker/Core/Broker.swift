@@ -54,6 +54,8 @@ public final class Broker: @unchecked Sendable {
     private struct State {
         var sessions: [String: Session] = [:]
         var connections: [ObjectIdentifier: MQTTConnection] = [:]
+        /// How many of `connections` are in-process clients.
+        var internalConnections = 0
         var shuttingDown = false
     }
 
@@ -61,6 +63,8 @@ public final class Broker: @unchecked Sendable {
     private var state = State()
     private let indexLock = ReadWriteLock()
     private let index = SubscriptionIndex()
+    /// Subscriptions of in-process clients, left out of the gauge (guarded by `indexLock`).
+    private var internalSubscriptions = 0
     private let sweepers = NIOLockedValueBox<[ObjectIdentifier: KeepAliveSweeper]>([:])
     let queueTotals = QueueTotals()
     private let retainedLock = NIOLock()
@@ -143,7 +147,12 @@ public final class Broker: @unchecked Sendable {
     func admit(_ connection: MQTTConnection) -> Bool {
         stateLock.withLock {
             guard !state.shuttingDown else { return false }
-            guard state.connections.count < configuration.maxConnections else { return false }
+            // In-process clients (the broker's own services) do not take a client's place.
+            let isInternal = connection.listener == InProcessClient.listener
+            guard isInternal || state.connections.count - state.internalConnections < configuration.maxConnections else {
+                return false
+            }
+            if isInternal { state.internalConnections += 1 }
             state.connections[ObjectIdentifier(connection)] = connection
             metrics.connections[connection.listener.name]?.increment()
             return true
@@ -154,6 +163,7 @@ public final class Broker: @unchecked Sendable {
         stateLock.withLock {
             if state.connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
                 metrics.connections[connection.listener.name]?.decrement()
+                if connection.listener == InProcessClient.listener { state.internalConnections -= 1 }
             }
         }
     }
@@ -163,7 +173,8 @@ public final class Broker: @unchecked Sendable {
 
     public var isShuttingDown: Bool { stateLock.withLock { state.shuttingDown } }
 
-    public var connectionCount: Int { stateLock.withLock { state.connections.count } }
+    /// Client connections, not counting the broker's own in-process clients.
+    public var connectionCount: Int { stateLock.withLock { state.connections.count - state.internalConnections } }
     public var sessionCount: Int { stateLock.withLock { state.sessions.count } }
 
     /// Opens or resumes the session of a client that has been authenticated, taking it over from
@@ -321,9 +332,12 @@ public final class Broker: @unchecked Sendable {
             session.inflight = [:]
             return (filters, will, session.expiryInterval > 0)
         }
+        let isInternal = session.lock.withLock { session.identity.listener == InProcessClient.listener }
         indexLock.withWriteLock {
-            for filter in filters { index.remove(session, filter) }
-            metrics.subscriptions.record(index.count)
+            var removed = 0
+            for filter in filters where index.remove(session, filter) { removed += 1 }
+            if isInternal { internalSubscriptions -= removed }
+            metrics.subscriptions.record(index.count - internalSubscriptions)
         }
         metrics.sessions.record(state.sessions.count)
         if persistent { store.commit([.deleteSession(clientId: session.clientId)]) { _ in } }
@@ -334,12 +348,15 @@ public final class Broker: @unchecked Sendable {
 
     /// Adds subscriptions; returns for each whether it existed before (for Retain Handling 1).
     func subscribe(_ session: Session, _ subscriptions: [Subscription]) -> [Bool] {
-        session.lock.withLock {
+        let isInternal = session.lock.withLock {
             for subscription in subscriptions { session.subscriptions[subscription.filter.raw] = subscription }
+            return session.identity.listener == InProcessClient.listener
         }
         let existed = indexLock.withWriteLock {
-            defer { metrics.subscriptions.record(index.count) }
-            return subscriptions.map { index.insert(session, $0) }
+            let existed = subscriptions.map { index.insert(session, $0) }
+            if isInternal { internalSubscriptions += existed.filter { !$0 }.count }
+            metrics.subscriptions.record(index.count - internalSubscriptions)
+            return existed
         }
         persist(session)
         return existed
@@ -350,9 +367,12 @@ public final class Broker: @unchecked Sendable {
         let removed: [TopicFilter?] = session.lock.withLock {
             filters.map { session.subscriptions.removeValue(forKey: $0)?.filter }
         }
+        let isInternal = session.lock.withLock { session.identity.listener == InProcessClient.listener }
         let result = indexLock.withWriteLock {
-            defer { metrics.subscriptions.record(index.count) }
-            return removed.map { filter in filter.map { index.remove(session, $0) } ?? false }
+            let result = removed.map { filter in filter.map { index.remove(session, $0) } ?? false }
+            if isInternal { internalSubscriptions -= result.filter { $0 }.count }
+            metrics.subscriptions.record(index.count - internalSubscriptions)
+            return result
         }
         persist(session)
         return result
