@@ -560,3 +560,100 @@ def test_policy_change_applies_to_connected_clients_at_once(tls_server, tmp_path
         client.stop()
     assert name in [p["policyName"] for p in iot.list_policies()["policies"]]
     assert iot.list_targets_for_policy(policyName=name)["targets"] == []
+
+
+def shadow_policy() -> str:
+    name = "${iot:Connection.Thing.ThingName}"
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"arn:aws:iot:*:*:client/{name}"},
+            {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"], "Resource": f"arn:aws:iot:*:*:topic/$aws/things/{name}/shadow/*"},
+            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"arn:aws:iot:*:*:topicfilter/$aws/things/{name}/shadow/*"},
+        ],
+    })
+
+
+def test_aws_iot_device_sdk_shadow_client(tls_server, tmp_path):
+    """The v2 SDK's shadow client over mutual TLS: get, update reported, a delta caused by a
+    boto3 iot-data update, a named shadow, a version conflict, an oversized document, and a
+    policy that reaches only the device's own shadow."""
+    from awscrt import mqtt as crt_mqtt
+    from awsiot import iotshadow, mqtt_connection_builder
+
+    iot = aws.iot(tls_server)
+    policy = "shadow_policy_" + uid("p")[-6:]
+    iot.create_policy(policyName=policy, policyDocument=shadow_policy())
+    dev = provision(tls_server, tmp_path, policy=policy)
+    thing = dev.thing
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost", port=tls_server.mqtts_port, cert_filepath=str(dev.cert), pri_key_filepath=str(dev.key),
+        ca_filepath=str(dev.ca), client_id=thing, clean_session=True, keep_alive_secs=30)
+    connection.connect().result(10)
+    shadow = iotshadow.IotShadowClient(connection)
+    qos = crt_mqtt.QoS.AT_LEAST_ONCE
+    events: dict[str, list] = {k: [] for k in ("get", "get_rej", "upd", "upd_rej", "delta", "named")}
+    cond = threading.Condition()
+
+    def recorder(key):
+        def record(response):
+            with cond:
+                events[key].append(response)
+                cond.notify_all()
+        return record
+
+    def wait_for(key, n=1, timeout=5):
+        with cond:
+            assert cond.wait_for(lambda: len(events[key]) >= n, timeout), f"no {key} event: {events}"
+            return events[key][n - 1]
+
+    try:
+        for future in [
+            shadow.subscribe_to_get_shadow_accepted(iotshadow.GetShadowSubscriptionRequest(thing_name=thing), qos, recorder("get"))[0],
+            shadow.subscribe_to_get_shadow_rejected(iotshadow.GetShadowSubscriptionRequest(thing_name=thing), qos, recorder("get_rej"))[0],
+            shadow.subscribe_to_update_shadow_accepted(iotshadow.UpdateShadowSubscriptionRequest(thing_name=thing), qos, recorder("upd"))[0],
+            shadow.subscribe_to_update_shadow_rejected(iotshadow.UpdateShadowSubscriptionRequest(thing_name=thing), qos, recorder("upd_rej"))[0],
+            shadow.subscribe_to_shadow_delta_updated_events(iotshadow.ShadowDeltaUpdatedSubscriptionRequest(thing_name=thing), qos, recorder("delta"))[0],
+            shadow.subscribe_to_update_named_shadow_accepted(iotshadow.UpdateNamedShadowSubscriptionRequest(shadow_name="config", thing_name=thing), qos, recorder("named"))[0],
+        ]:
+            future.result(10)
+
+        # No shadow yet: get is rejected with 404.
+        shadow.publish_get_shadow(iotshadow.GetShadowRequest(thing_name=thing, client_token="g1"), qos).result(10)
+        assert wait_for("get_rej").code == 404
+
+        # Report, then get.
+        shadow.publish_update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(reported={"fw": "1.0", "led": "off"}), client_token="u1"), qos).result(10)
+        accepted = wait_for("upd")
+        assert accepted.version == 1 and accepted.client_token == "u1" and accepted.state.reported == {"fw": "1.0", "led": "off"}
+        assert accepted.timestamp is not None
+        shadow.publish_get_shadow(iotshadow.GetShadowRequest(thing_name=thing, client_token="g2"), qos).result(10)
+        got = wait_for("get")
+        assert got.state.reported == {"fw": "1.0", "led": "off"} and got.version == 1 and got.client_token == "g2"
+
+        # An operator's desired change through boto3 iot-data reaches the device as a delta.
+        aws.iot_data(tls_server).update_thing_shadow(thingName=thing, payload=json.dumps({"state": {"desired": {"led": "on"}}}))
+        delta = wait_for("delta")
+        assert delta.state == {"led": "on"} and delta.version == 2
+
+        # A version conflict and an oversized document are rejected with AWS's codes.
+        shadow.publish_update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(reported={"led": "on"}), version=1), qos).result(10)
+        assert wait_for("upd_rej").code == 409
+        shadow.publish_update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(reported={"blob": "x" * 70000})), qos).result(10)
+        assert wait_for("upd_rej", 2).code == 413
+
+        # A named shadow.
+        shadow.publish_update_named_shadow(iotshadow.UpdateNamedShadowRequest(
+            shadow_name="config", thing_name=thing, state=iotshadow.ShadowState(reported={"interval": 30})), qos).result(10)
+        assert wait_for("named").state.reported == {"interval": 30}
+
+        # The policy reaches only this thing's shadow.
+        future, _ = shadow.subscribe_to_shadow_delta_updated_events(
+            iotshadow.ShadowDeltaUpdatedSubscriptionRequest(thing_name="someone_else"), qos, recorder("delta"))
+        with pytest.raises(crt_mqtt.SubscribeError):
+            future.result(10)
+    finally:
+        connection.disconnect().result(10)
