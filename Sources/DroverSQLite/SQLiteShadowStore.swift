@@ -45,17 +45,19 @@ public final class SQLiteShadowStore: ShadowStore {
         }
     }
 
-    public func save(thing: String, name: String, document: [UInt8], version: Int) throws {
+    public func apply(_ writes: [ShadowWrite]) throws {
+        guard !writes.isEmpty else { return }
         try database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, ?, ?)",
-                           arguments: [thing, name, Data(document), version])
-        }
-    }
-
-    public func delete(thing: String, name: String, version: Int) throws {
-        try database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, NULL, ?)",
-                           arguments: [thing, name, version])
+            for write in writes {
+                switch write {
+                case .save(let thing, let name, let document, let version):
+                    try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, ?, ?)",
+                                   arguments: [thing, name, Data(document), version])
+                case .delete(let thing, let name, let version):
+                    try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, NULL, ?)",
+                                   arguments: [thing, name, version])
+                }
+            }
         }
     }
 

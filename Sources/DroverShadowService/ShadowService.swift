@@ -4,14 +4,16 @@ import Foundation
 import Logging
 import MQTTBroker
 import MQTTCodec
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The Device Shadow service: it answers `$aws/things/{thing}/shadow[/name/{name}]/get|update|delete`
 /// through an in-process MQTT client (so devices' policies apply to those topics like any
 /// other), and serves the same operations to the `iot-data` HTTP API.
 ///
-/// Requests are handled one at a time on `queue`, so the updates of a shadow are applied in the
-/// order they arrive; each accepted change is stored before its answers are published.
+/// Requests are handled in arrival order on `queue`. Group commit: a drain takes every request
+/// waiting, applies them in order (later ones see earlier ones' results), stores all their
+/// changes in one transaction, and only then answers them; so many devices share one fsync.
 public final class ShadowService: Sendable {
     public struct Configuration: Sendable {
         public var limits = ShadowLimits()
@@ -26,6 +28,21 @@ public final class ShadowService: Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "drover.shadows")
     private let client: InProcessClient
+    private let pending = NIOLockedValueBox<(requests: [Request], draining: Bool)>(([], false))
+
+    /// A request waiting for the next drain, with what to do with its answer.
+    struct Request {
+        let thing: String
+        let name: String
+        let operation: Operation
+        let payload: [UInt8]
+        let reply: @Sendable (Answer) -> Void
+    }
+
+    struct Key: Hashable {
+        let thing: String
+        let name: String
+    }
 
     public init(broker: Broker, store: any ShadowStore, configuration: Configuration = .init(), eventLoop: any EventLoop,
                 logger: Logger) {
@@ -68,14 +85,57 @@ public final class ShadowService: Sendable {
 
     private func received(_ publish: PublishPacket) {
         guard let (thing, name, operation) = Self.parse(publish.topic) else { return }
-        let payload = Array(publish.payload.readableBytesView)
-        queue.async { [self] in
-            let answers = handle(thing: thing, name: name, operation: operation, payload: payload).mqtt
-            for (topic, bytes) in answers {
-                client.publish(topic, ByteBuffer(bytes: bytes), qos: .atLeastOnce).whenFailure { [logger] error in
-                    logger.warning("shadow answer not published", metadata: ["topic": "\(topic)", "error": "\(error)"])
+        submit(Request(thing: thing, name: name, operation: operation, payload: Array(publish.payload.readableBytesView)) {
+            [weak self] answer in
+            self?.publish(answer.mqtt)
+        })
+    }
+
+    private func publish(_ messages: [(String, [UInt8])]) {
+        for (topic, bytes) in messages {
+            client.publish(topic, ByteBuffer(bytes: bytes), qos: .atLeastOnce).whenFailure { [logger] error in
+                logger.warning("shadow answer not published", metadata: ["topic": "\(topic)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func submit(_ request: Request) {
+        let start = pending.withLockedValue { pending -> Bool in
+            pending.requests.append(request)
+            guard !pending.draining else { return false }
+            pending.draining = true
+            return true
+        }
+        if start { queue.async { self.drain() } }
+    }
+
+    /// Runs on `queue` until nothing is waiting.
+    private func drain() {
+        while true {
+            let batch = pending.withLockedValue { pending -> [Request] in
+                let batch = pending.requests
+                pending.requests = []
+                if batch.isEmpty { pending.draining = false }
+                return batch
+            }
+            guard !batch.isEmpty else { return }
+            var shadows: [Key: (document: ShadowDocument?, deletedVersion: Int)] = [:]
+            var writes: [ShadowWrite] = []
+            var answers = batch.map { handle($0, shadows: &shadows, writes: &writes) }
+            do {
+                try store.apply(writes)
+            } catch {
+                // Nothing of this batch is durable: every request in it fails, the reads too (they
+                // may have seen a change that is now lost).
+                logger.error("shadow store write failed", metadata: ["error": "\(error)", "requests": "\(batch.count)"])
+                let now = Int64(Date().timeIntervalSince1970)
+                answers = batch.map { request in
+                    let failure = ShadowError.internalFailure(timestamp: now)
+                    return Answer(mqtt: [("\(Self.prefix(request.thing, request.name))/\(request.operation.rawValue)/rejected", failure.payload)],
+                                  http: ShadowHTTPResponse(failure))
                 }
             }
+            for (request, answer) in zip(batch, answers) { request.reply(answer) }
         }
     }
 
@@ -85,35 +145,37 @@ public final class ShadowService: Sendable {
         var http: ShadowHTTPResponse
     }
 
-    /// Runs on `queue`.
-    private func handle(thing: String, name: String, operation: Operation, payload: [UInt8]) -> Answer {
+    /// Runs on `queue`, within a drain: `shadows` holds what earlier requests of the batch made
+    /// of each shadow, and `writes` collects the changes to store.
+    private func handle(
+        _ request: Request, shadows: inout [Key: (document: ShadowDocument?, deletedVersion: Int)], writes: inout [ShadowWrite]
+    ) -> Answer {
+        let (thing, name, operation, payload) = (request.thing, request.name, request.operation, request.payload)
         let now = Int64(Date().timeIntervalSince1970)
         let topic = Self.prefix(thing, name)
         let shadowName = name.isEmpty ? thing : name
+        let key = Key(thing: thing, name: name)
         func rejected(_ error: ShadowError) -> Answer {
             Answer(mqtt: [("\(topic)/\(operation.rawValue)/rejected", error.payload)], http: ShadowHTTPResponse(error))
         }
-        let loaded: (document: [UInt8]?, deletedVersion: Int)
-        do {
-            loaded = try store.load(thing: thing, name: name)
-        } catch {
-            logger.error("shadow store read failed", metadata: ["error": "\(error)"])
-            return rejected(.internalFailure(timestamp: now))
+        if shadows[key] == nil {
+            do {
+                let loaded = try store.load(thing: thing, name: name)
+                shadows[key] = (loaded.document.flatMap { ShadowDocument(storageBytes: $0) }, loaded.deletedVersion)
+            } catch {
+                logger.error("shadow store read failed", metadata: ["error": "\(error)"])
+                return rejected(.internalFailure(timestamp: now))
+            }
         }
-        let document = loaded.document.flatMap { ShadowDocument(storageBytes: $0) }
+        let (document, deletedVersion) = shadows[key] ?? (nil, 0)
         switch operation {
         case .update:
-            switch Shadow.update(document, request: payload, now: now, limits: configuration.limits,
-                                 deletedVersion: loaded.deletedVersion) {
+            switch Shadow.update(document, request: payload, now: now, limits: configuration.limits, deletedVersion: deletedVersion) {
             case .rejected(let error):
                 return rejected(error)
             case .accepted(let update):
-                do {
-                    try store.save(thing: thing, name: name, document: update.document.storageBytes, version: update.document.version)
-                } catch {
-                    logger.error("shadow store write failed", metadata: ["error": "\(error)"])
-                    return rejected(.internalFailure(timestamp: now))
-                }
+                shadows[key] = (update.document, 0)
+                writes.append(.save(thing: thing, name: name, document: update.document.storageBytes, version: update.document.version))
                 // accepted, then delta, then documents: the v1 SDK drops a delta whose version it
                 // already saw accepted.
                 var mqtt = [("\(topic)/update/accepted", update.acceptedPayload)]
@@ -141,12 +203,8 @@ public final class ShadowService: Sendable {
             case .rejected(let error):
                 return rejected(error)
             case .accepted(let deletion):
-                do {
-                    try store.delete(thing: thing, name: name, version: deletion.version)
-                } catch {
-                    logger.error("shadow store write failed", metadata: ["error": "\(error)"])
-                    return rejected(.internalFailure(timestamp: now))
-                }
+                shadows[key] = (nil, deletion.version)
+                writes.append(.delete(thing: thing, name: name, version: deletion.version))
                 return Answer(mqtt: [("\(topic)/delete/accepted", deletion.payload)], http: .ok(deletion.payload))
             }
         }
@@ -160,16 +218,11 @@ public final class ShadowService: Sendable {
         guard let operation = Operation(rawValue: operation) else { return ShadowHTTPResponse(ShadowError.internalFailure()) }
         if let error = Self.checkNames(thing: thing, name: name) { return ShadowHTTPResponse(error) }
         return await withCheckedContinuation { continuation in
-            queue.async { [self] in
-                let answer = handle(thing: thing, name: name, operation: operation, payload: payload)
-                // A rejected HTTP request is answered over HTTP only.
-                if answer.http.status == 200 {
-                    for (topic, bytes) in answer.mqtt where operation != .get {
-                        client.publish(topic, ByteBuffer(bytes: bytes), qos: .atLeastOnce).whenFailure { _ in }
-                    }
-                }
+            submit(Request(thing: thing, name: name, operation: operation, payload: payload) { [weak self] answer in
+                // A rejected HTTP request is answered over HTTP only; a get is not announced.
+                if answer.http.status == 200 && operation != .get { self?.publish(answer.mqtt) }
                 continuation.resume(returning: answer.http)
-            }
+            })
         }
     }
 

@@ -1,14 +1,20 @@
 import NIOConcurrencyHelpers
 
-/// Where shadows are kept. `save` and `delete` are durable when they return: an accepted
+/// One change to a stored shadow.
+public enum ShadowWrite: Sendable, Hashable {
+    case save(thing: String, name: String, document: [UInt8], version: Int)
+    /// Removes the document and remembers its version.
+    case delete(thing: String, name: String, version: Int)
+}
+
+/// Where shadows are kept. `apply` is one transaction, durable when it returns: an accepted
 /// update is never lost to a crash.
 public protocol ShadowStore: Sendable {
     /// The stored document (nil if none), and the version of the last deleted one (0 if none),
     /// so that a re-created shadow continues its numbering as AWS does.
     func load(thing: String, name: String) throws -> (document: [UInt8]?, deletedVersion: Int)
-    func save(thing: String, name: String, document: [UInt8], version: Int) throws
-    /// Removes the document and remembers its version.
-    func delete(thing: String, name: String, version: Int) throws
+    /// Writes all of `writes`, in order, in one transaction (group commit).
+    func apply(_ writes: [ShadowWrite]) throws
     /// The names of a thing's shadows that exist ("" is the classic shadow).
     func names(thing: String) throws -> [String]
     /// Everything of a thing, tombstones included (the thing was deleted).
@@ -32,12 +38,15 @@ public final class InMemoryShadowStore: ShadowStore {
         }
     }
 
-    public func save(thing: String, name: String, document: [UInt8], version: Int) throws {
-        state.withLockedValue { $0[thing, default: [:]][name] = (document, version) }
-    }
-
-    public func delete(thing: String, name: String, version: Int) throws {
-        state.withLockedValue { $0[thing, default: [:]][name] = (nil, version) }
+    public func apply(_ writes: [ShadowWrite]) throws {
+        state.withLockedValue { state in
+            for write in writes {
+                switch write {
+                case .save(let thing, let name, let document, let version): state[thing, default: [:]][name] = (document, version)
+                case .delete(let thing, let name, let version): state[thing, default: [:]][name] = (nil, version)
+                }
+            }
+        }
     }
 
     public func names(thing: String) throws -> [String] {
