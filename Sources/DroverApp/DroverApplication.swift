@@ -53,7 +53,8 @@ public struct DroverApplication: Sendable {
         let shadows = ShadowService(
             broker: broker, store: try Self.makeShadowStore(configuration),
             configuration: .init(limits: ShadowLimits(maximumRequestSize: configuration.shadowMaxDocumentSize,
-                                                      maximumDocumentSize: configuration.shadowMaxDocumentSize)),
+                                                      maximumDocumentSize: configuration.shadowMaxDocumentSize),
+                                 maxInFlightPerShadow: configuration.shadowMaxInFlight),
             eventLoop: eventLoopGroup.next(), logger: logger)
         try shadows.start().wait()
         self.shadows = shadows

@@ -27,6 +27,8 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var storageDurability = "fsync"
     /// The largest shadow document (and update request), in bytes. AWS allows 8 KB.
     public var shadowMaxDocumentSize = 65_536
+    /// Requests for one shadow waiting to be answered; beyond it, 429.
+    public var shadowMaxInFlight = 100
     /// The account id in ARNs.
     public var accountId = "123456789012"
     /// The region in the ARNs that device policies are checked against (the API takes the
@@ -81,6 +83,7 @@ public struct DroverConfiguration: Sendable, Hashable {
             config.accountId = value
         },
         "api.endpoint_address": { $0.endpointAddress = $1 },
+        "shadows.max_in_flight": { $0.shadowMaxInFlight = try int($1, "shadows.max_in_flight", 1...100_000) },
         "shadows.max_document_size": { $0.shadowMaxDocumentSize = try int($1, "shadows.max_document_size", 1024...16 << 20) },
         "api.region": { config, value in
             guard !value.isEmpty, value.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {

@@ -17,8 +17,15 @@ import NIOCore
 public final class ShadowService: Sendable {
     public struct Configuration: Sendable {
         public var limits = ShadowLimits()
-        /// Names of named shadows: 1 to 64 characters of a-z, A-Z, 0-9, ':', '_' and '-'.
-        public init(limits: ShadowLimits = ShadowLimits()) { self.limits = limits }
+        /// Requests for one shadow waiting to be answered; beyond it a request gets 429 at once.
+        public var maxInFlightPerShadow = 100
+        /// The most requests one group commit takes.
+        public var maxBatch = 1000
+
+        public init(limits: ShadowLimits = ShadowLimits(), maxInFlightPerShadow: Int = 100) {
+            self.limits = limits
+            self.maxInFlightPerShadow = maxInFlightPerShadow
+        }
     }
 
     enum Operation: String { case get, update, delete }
@@ -28,7 +35,14 @@ public final class ShadowService: Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "drover.shadows")
     private let client: InProcessClient
-    private let pending = NIOLockedValueBox<(requests: [Request], draining: Bool)>(([], false))
+    private let pending = NIOLockedValueBox<Pending>(Pending())
+
+    struct Pending {
+        var requests: [Request] = []
+        var draining = false
+        /// Requests per shadow not answered yet.
+        var inFlight: [Key: Int] = [:]
+    }
 
     /// A request waiting for the next drain, with what to do with its answer.
     struct Request {
@@ -100,11 +114,21 @@ public final class ShadowService: Sendable {
     }
 
     private func submit(_ request: Request) {
-        let start = pending.withLockedValue { pending -> Bool in
+        let key = Key(thing: request.thing, name: request.name)
+        let limit = configuration.maxInFlightPerShadow
+        let (accepted, start) = pending.withLockedValue { pending -> (Bool, Bool) in
+            guard pending.inFlight[key, default: 0] < limit else { return (false, false) }
+            pending.inFlight[key, default: 0] += 1
             pending.requests.append(request)
-            guard !pending.draining else { return false }
+            guard !pending.draining else { return (true, false) }
             pending.draining = true
-            return true
+            return (true, true)
+        }
+        guard accepted else {
+            let error = ShadowError.tooManyRequests(timestamp: Int64(Date().timeIntervalSince1970))
+            let topic = "\(Self.prefix(request.thing, request.name))/\(request.operation.rawValue)/rejected"
+            request.reply(Answer(mqtt: [(topic, error.payload)], http: ShadowHTTPResponse(error)))
+            return
         }
         if start { queue.async { self.drain() } }
     }
@@ -112,9 +136,10 @@ public final class ShadowService: Sendable {
     /// Runs on `queue` until nothing is waiting.
     private func drain() {
         while true {
+            let maxBatch = configuration.maxBatch
             let batch = pending.withLockedValue { pending -> [Request] in
-                let batch = pending.requests
-                pending.requests = []
+                let batch = Array(pending.requests.prefix(maxBatch))
+                pending.requests.removeFirst(batch.count)
                 if batch.isEmpty { pending.draining = false }
                 return batch
             }
@@ -133,6 +158,13 @@ public final class ShadowService: Sendable {
                     let failure = ShadowError.internalFailure(timestamp: now)
                     return Answer(mqtt: [("\(Self.prefix(request.thing, request.name))/\(request.operation.rawValue)/rejected", failure.payload)],
                                   http: ShadowHTTPResponse(failure))
+                }
+            }
+            pending.withLockedValue { pending in
+                for request in batch {
+                    let key = Key(thing: request.thing, name: request.name)
+                    let left = pending.inFlight[key, default: 1] - 1
+                    pending.inFlight[key] = left > 0 ? left : nil
                 }
             }
             for (request, answer) in zip(batch, answers) { request.reply(answer) }

@@ -170,3 +170,31 @@ def _missing(data, thing) -> bool:
         return False
     except data.exceptions.ResourceNotFoundException:
         return True
+
+
+def test_too_many_requests_in_flight_is_429(drover_factory, clients):
+    from mqtt_raw import RawClient, publish_packet
+    srv = drover_factory(DROVER_SHADOWS_MAX_IN_FLIGHT=2)
+    thing = uid("busy").replace("-", "_")
+    base = f"$aws/things/{thing}/shadow"
+    watcher = Paho(srv.mqtt_port)
+    clients.append(watcher)
+    watcher.connect()
+    watcher.subscribe(f"{base}/update/accepted", qos=1)
+    watcher.subscribe(f"{base}/update/rejected", qos=1)
+    c = RawClient(srv.mqtt_port)
+    clients.append(c)
+    assert c.connect(uid("burst")).reason == 0
+    burst = b"".join(publish_packet(f"{base}/update", json.dumps({"state": {"reported": {"n": i}}}).encode())
+                     for i in range(60))
+    c.send(burst)
+    assert wait_until(lambda: len(watcher.received()) >= 60, 10), f"only {len(watcher.received())} answers to 60 requests"
+    time.sleep(0.3)
+    rejected = [json.loads(m.payload) for m in watcher.received(topic=f"{base}/update/rejected")]
+    accepted = watcher.received(topic=f"{base}/update/accepted")
+    assert len(accepted) + len(rejected) == 60
+    assert rejected and all(r["code"] == 429 for r in rejected), rejected[:3]
+    assert accepted, "nothing was accepted"
+    # Once the burst is over the shadow takes requests again.
+    data = aws.iot_data(srv)
+    assert body(data.update_thing_shadow(thingName=thing, payload=json.dumps({"state": {"reported": {"n": "done"}}})))["version"] == len(accepted) + 1
