@@ -85,6 +85,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Fleet configuration: versioned templates deployed into shadows of thing groups and thing
+        // types, with status, rollback and reset. Reaches shadows through the shadow service.
+        .target(
+            name: "DroverFleetConfig",
+            dependencies: [
+                "DroverShadow", "DroverShadowService", "DroverRegistry",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Network listeners (TCP today; TLS and mutual TLS next), each a Service.
         .target(
             name: "DroverListeners",
@@ -102,7 +114,7 @@ let package = Package(
         .target(
             name: "DroverSQLite",
             dependencies: [
-                "MQTTBroker", "DroverRegistry", "DroverShadowService",
+                "MQTTBroker", "DroverRegistry", "DroverShadowService", "DroverFleetConfig",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -116,6 +128,7 @@ let package = Package(
             name: "DroverHTTP",
             dependencies: [
                 "MQTTBroker", "MQTTCodec", "DroverRegistry", "DroverPolicy", "DroverIdentity", "DroverShadow", "DroverShadowService",
+                "DroverFleetConfig",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -129,7 +142,7 @@ let package = Package(
             name: "DroverApp",
             dependencies: [
                 "MQTTBroker", "DroverListeners", "DroverHTTP", "DroverSQLite", "DroverRegistry", "DroverIdentity",
-                "DroverShadowService",
+                "DroverShadowService", "DroverFleetConfig",
                 "DroverPolicy",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -176,6 +189,11 @@ let package = Package(
         .testTarget(
             name: "DroverShadowTests",
             dependencies: ["DroverShadow"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DroverFleetConfigTests",
+            dependencies: ["DroverFleetConfig", "DroverShadow"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

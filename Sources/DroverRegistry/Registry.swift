@@ -186,6 +186,16 @@ public final class Registry: @unchecked Sendable {
         }
     }
 
+    /// Appends an entry for a change that another part made (fleet configuration), after the
+    /// writes already queued.
+    public func audit(_ caller: Caller, _ operation: String, _ resource: String, outcome: String = "success", message: String? = nil) {
+        let entry = AuditEntry(time: Date().timeIntervalSince1970, principal: caller.principal, operation: operation, resource: resource,
+                               outcome: outcome, message: message)
+        queue.async { [store, logger] in
+            do { try store.appendAudit(entry) } catch { logger.error("audit write failed", metadata: ["error": "\(error)"]) }
+        }
+    }
+
     /// Reads on the writer queue too, for answers that must follow earlier writes of the caller.
     public func auditLog(_ query: AuditQuery) async throws -> [AuditEntry] {
         try await withCheckedThrowingContinuation { continuation in

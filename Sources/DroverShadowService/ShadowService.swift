@@ -258,6 +258,27 @@ public final class ShadowService: Sendable {
         }
     }
 
+    /// An update from inside the server (fleet configuration): like UpdateThingShadow.
+    public func update(thing: String, name: String, payload: [UInt8]) async -> ShadowHTTPResponse {
+        await http(thing: thing, name: name, operation: Operation.update.rawValue, payload: payload)
+    }
+
+    /// The current documents of one shadow of many things (nil: no such shadow), read after
+    /// every request submitted before.
+    public func documents(things: [String], name: String) async throws -> [String: ShadowDocument?] {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { [store] in
+                continuation.resume(with: Result {
+                    var documents: [String: ShadowDocument?] = [:]
+                    for thing in things {
+                        documents[thing] = try store.load(thing: thing, name: name).document.flatMap { ShadowDocument(storageBytes: $0) }
+                    }
+                    return documents
+                })
+            }
+        }
+    }
+
     static func checkNames(thing: String, name: String) -> ShadowError? {
         func valid(_ text: String, _ max: Int) -> Bool {
             (1...max).contains(text.count) && text.unicodeScalars.allSatisfy {

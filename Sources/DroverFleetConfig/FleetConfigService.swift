@@ -1,0 +1,271 @@
+import DroverRegistry
+import DroverShadow
+import DroverShadowService
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// Configuration management for fleets: versioned templates of desired state, deployed into a
+/// shadow of every member of a thing group or thing type, now and later.
+///
+/// Invariants:
+/// - A template version never changes; an edit is the next version.
+/// - `applied[deployment][thing]` is the revision whose configuration the thing's shadow holds,
+///   recorded only after the shadow accepted the write. Whatever is not at the current
+///   revision (a new member, a new revision, a failed write, a crash in between) is written by
+///   the rollout, which runs in ``run()``; writing twice is harmless.
+/// - Moving a member from one revision to the next writes the new configuration and `null` for
+///   the keys that only the old one set (``ConfigDocument/patch(from:to:)``), so a rollback
+///   takes away what the newer version added. Keys that no deployment set are left alone.
+///
+/// The state is small (templates, deployments, one number per member) and lives in memory;
+/// every change is stored before it is answered.
+public actor FleetConfigService: Service {
+    public struct Configuration: Sendable {
+        /// Template documents must fit in a member's shadow.
+        public var limits = ShadowLimits()
+        /// Shadows written at once by a rollout; their markers are stored in one transaction.
+        public var batchSize = 256
+        /// How often members whose write failed are tried again.
+        public var retryInterval: Duration = .seconds(30)
+        /// Versions per template, and revisions per deployment.
+        public var maxVersions = 1000
+
+        public init(limits: ShadowLimits = ShadowLimits()) { self.limits = limits }
+    }
+
+    enum Kind {
+        static let template = "template"
+        static let templateVersion = "template-version"
+        static let deployment = "deployment"
+        static let applied = "applied"
+        static let factoryDefault = "factory-default"
+    }
+
+    let registry: Registry
+    let shadows: ShadowService
+    let store: any FleetConfigStore
+    let configuration: Configuration
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    var templates: [String: ConfigTemplate] = [:]
+    var versions: [String: [Int: ConfigTemplateVersion]] = [:]
+    var deployments: [String: ConfigDeployment] = [:]
+    /// Deployment → thing → the revision its shadow holds.
+    var applied: [String: [String: Int]] = [:]
+    /// Deployment → thing → why its last write was refused (until one succeeds).
+    var failures: [String: [String: String]] = [:]
+    var factoryDefaults: [String: FactoryDefault] = [:]
+
+    /// Deployments waiting for a rollout pass (all of them if `all`), and the wake-up signal.
+    private let work = NIOLockedValueBox<(all: Bool, names: Set<String>)>((true, []))
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    public init(registry: Registry, shadows: ShadowService, store: any FleetConfigStore, configuration: Configuration = .init(),
+                logger: Logger, now: @escaping @Sendable () -> Date = Date.init) throws {
+        self.registry = registry
+        self.shadows = shadows
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.now = now
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let records = try store.loadAll()
+        let decoder = JSONDecoder()
+        func all<T: Decodable>(_ kind: String, _ type: T.Type) throws -> [(String, T)] {
+            try (records[kind] ?? [:]).map { ($0.key, try decoder.decode(T.self, from: Data($0.value))) }
+        }
+        for (_, template) in try all(Kind.template, ConfigTemplate.self) { templates[template.name] = template }
+        for (_, version) in try all(Kind.templateVersion, ConfigTemplateVersion.self) {
+            versions[version.template, default: [:]][version.version] = version
+        }
+        for (_, deployment) in try all(Kind.deployment, ConfigDeployment.self) { deployments[deployment.name] = deployment }
+        for (key, revision) in try all(Kind.applied, Int.self) {
+            let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
+            if parts.count == 2 { applied[parts[0], default: [:]][parts[1]] = revision }
+        }
+        for (_, value) in try all(Kind.factoryDefault, FactoryDefault.self) { factoryDefaults[value.thingType] = value }
+        // At start-up every deployment is checked: members that joined, or writes that a crash
+        // interrupted, are caught up.
+        wake.yield()
+    }
+
+    // MARK: The rollout
+
+    /// Rolls deployments out whenever something changes, until shutdown.
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { [weak self] in
+                while !Task.isCancelled {
+                    guard let interval = self?.configuration.retryInterval else { return }
+                    try? await Task.sleep(for: interval)
+                    await self?.retryFailures()
+                }
+            }
+            for await _ in wakeups.cancelOnGracefulShutdown() {
+                let (all, names) = work.withLockedValue { work in
+                    defer { work = (false, []) }
+                    return work
+                }
+                if all { pruneFactoryDefaults() }
+                for name in (all ? Set(deployments.keys) : names).sorted() { await rollout(name) }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Something in the registry changed that may change who is a member: a thing made,
+    /// deleted or retyped, a group's members or parent. Called on the registry's writer queue.
+    public nonisolated func registryChanged(_ changes: [RegistryRecordChange]) {
+        let kinds: Set<String> = [Registry.Kind.thing, Registry.Kind.groupMembers, Registry.Kind.thingGroup, Registry.Kind.thingType]
+        guard changes.contains(where: { kinds.contains($0.kind) }) else { return }
+        work.withLockedValue { $0.all = true }
+        wake.yield()
+    }
+
+    func schedule(_ name: String) {
+        work.withLockedValue { _ = $0.names.insert(name) }
+        wake.yield()
+    }
+
+    /// A deleted thing type's factory default goes with it.
+    private func pruneFactoryDefaults() {
+        let types = registry.snapshot.thingTypes
+        let gone = factoryDefaults.keys.filter { types[$0] == nil }
+        guard !gone.isEmpty else { return }
+        persist(gone.map { ConfigRecordChange(kind: Kind.factoryDefault, key: $0, value: nil) })
+        for type in gone { factoryDefaults[type] = nil }
+    }
+
+    private func retryFailures() {
+        for (name, failed) in failures where !failed.isEmpty { schedule(name) }
+    }
+
+    /// The things a target reaches now.
+    nonisolated static func members(of target: ConfigTarget, in state: RegistryState) -> Set<String> {
+        switch target.kind {
+        case .thingType:
+            return Set(state.things.values.lazy.filter { $0.typeName == target.name }.map(\.name))
+        default:
+            guard state.thingGroups[target.name] != nil else { return [] }
+            var members = Set<String>()
+            for (group, things) in state.groupMembers where state.lineage(ofGroup: group).contains(where: { $0.name == target.name }) {
+                members.formUnion(things)
+            }
+            return members.filter { state.things[$0] != nil }
+        }
+    }
+
+    /// Brings every member of `name` to its current revision. The actor is free while shadows
+    /// are written; a change of revision meanwhile starts the pass over.
+    private func rollout(_ name: String) async {
+        passes: while let deployment = deployments[name] {
+            let members = Self.members(of: deployment.target, in: registry.snapshot)
+            var done = applied[name] ?? [:]
+            let left = done.keys.filter { !members.contains($0) }
+            if !left.isEmpty {
+                // Members that left keep their configuration; they are no longer followed.
+                for thing in left { done[thing] = nil }
+                failures[name]?.removeValue(forKeys: left)
+                applied[name] = done
+                persist(left.map { ConfigRecordChange(kind: Kind.applied, key: "\(name)/\($0)", value: nil) })
+            }
+            let todo = members.filter { done[$0] != deployment.revision }.sorted()
+            guard !todo.isEmpty, let configuration = document(deployment.template, deployment.templateVersion) else { return }
+            for start in stride(from: 0, to: todo.count, by: self.configuration.batchSize) {
+                guard deployments[name]?.revision == deployment.revision else { continue passes }
+                let batch = todo[start..<min(start + self.configuration.batchSize, todo.count)]
+                let writes = batch.map { thing -> (String, [UInt8]) in
+                    let old = applied[name]?[thing].flatMap(deployment.templateVersion(ofRevision:)).flatMap {
+                        document(deployment.template, $0)
+                    }
+                    return (thing, ConfigDocument.updateRequest(ConfigDocument.patch(from: old, to: configuration)))
+                }
+                let results = await withTaskGroup(of: (String, ShadowHTTPResponse).self) { group in
+                    for (thing, payload) in writes {
+                        group.addTask { [shadows] in
+                            (thing, await shadows.update(thing: thing, name: deployment.shadowName, payload: payload))
+                        }
+                    }
+                    var results: [(String, ShadowHTTPResponse)] = []
+                    for await result in group { results.append(result) }
+                    return results
+                }
+                guard deployments[name] != nil else { return }
+                var markers: [ConfigRecordChange] = []
+                for (thing, answer) in results {
+                    if answer.status == 200 {
+                        applied[name, default: [:]][thing] = deployment.revision
+                        failures[name]?[thing] = nil
+                        markers.append(ConfigRecordChange(kind: Kind.applied, key: "\(name)/\(thing)", value: Self.encode(deployment.revision)))
+                    } else {
+                        let message = Self.message(of: answer)
+                        failures[name, default: [:]][thing] = message
+                        logger.warning("configuration not written", metadata: [
+                            "deployment": "\(name)", "thing": "\(thing)", "status": "\(answer.status)", "error": "\(message)",
+                        ])
+                    }
+                }
+                persist(markers)
+            }
+            if deployments[name]?.revision == deployment.revision { return }
+        }
+    }
+
+    /// Markers that fail to store are written again by the next pass: the shadow write is
+    /// idempotent.
+    func persist(_ changes: [ConfigRecordChange]) {
+        guard !changes.isEmpty else { return }
+        do { try store.apply(changes) } catch {
+            logger.error("configuration store write failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    nonisolated static func message(of answer: ShadowHTTPResponse) -> String {
+        if case .object(let members)? = try? JSONValue.parse(answer.body).get(), let message = members["message"]?.stringValue {
+            return "\(answer.status): \(message)"
+        }
+        return "\(answer.status)"
+    }
+
+    nonisolated static func encode(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return Array((try? encoder.encode(value)) ?? Data())
+    }
+
+    /// A stored template version's document.
+    func document(_ template: String, _ version: Int) -> [String: JSONValue]? {
+        guard let text = versions[template]?[version]?.document, case .object(let members)? = try? JSONValue.parse(text).get() else {
+            return nil
+        }
+        return members
+    }
+
+    /// Stores `changes`, then audits; a failed store write changes nothing and is refused.
+    func commit(_ caller: Caller, _ operation: String, _ resource: String, _ changes: [ConfigRecordChange]) throws {
+        do { try store.apply(changes) } catch {
+            logger.error("configuration store write failed", metadata: ["operation": "\(operation)", "error": "\(error)"])
+            registry.audit(caller, operation, resource, outcome: RegistryError.Kind.internalFailure.awsName, message: "storage failure")
+            throw RegistryError(.internalFailure, "storage failure; nothing was changed")
+        }
+        registry.audit(caller, operation, resource)
+    }
+
+    /// Runs `body`; a refusal is audited and rethrown.
+    func audited<T>(_ caller: Caller, _ operation: String, _ resource: String, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as RegistryError {
+            registry.audit(caller, operation, resource, outcome: error.kind.awsName, message: error.message)
+            throw error
+        }
+    }
+}
+
+extension Dictionary {
+    mutating func removeValue(forKeys keys: [Key]) {
+        for key in keys { removeValue(forKey: key) }
+    }
+}
