@@ -1,3 +1,4 @@
+import DroverFleetConfig
 import DroverHTTP
 import DroverIdentity
 import DroverListeners
@@ -20,6 +21,8 @@ public struct DroverApplication: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let deviceRegistry: Registry
     public let shadows: ShadowService
+    public let fleetConfig: FleetConfigService
+    let configStore: any FleetConfigStore
     let services: [any Service]
     let logger: Logger
 
@@ -58,11 +61,21 @@ public struct DroverApplication: Sendable {
             eventLoop: eventLoopGroup.next(), logger: logger)
         try shadows.start().wait()
         self.shadows = shadows
+        let configStore = try Self.makeFleetConfigStore(configuration)
+        self.configStore = configStore
+        let fleetConfig = try FleetConfigService(
+            registry: deviceRegistry, shadows: shadows, store: configStore,
+            configuration: .init(limits: ShadowLimits(maximumRequestSize: configuration.shadowMaxDocumentSize,
+                                                      maximumDocumentSize: configuration.shadowMaxDocumentSize)),
+            logger: logger)
+        self.fleetConfig = fleetConfig
         // A change to the registry applies at once: cached decisions go, and clients whose
         // certificate or thing is no longer valid are disconnected.
-        deviceRegistry.onChange { [weak broker, weak access, weak shadows] state, changes in
+        deviceRegistry.onChange { [weak broker, weak access, weak shadows, weak fleetConfig] state, changes in
             guard let broker, let access else { return }
             access.registryChanged()
+            // Things that join a group or take a type get its configuration.
+            fleetConfig?.registryChanged(changes)
             // Deleting a thing deletes its shadows.
             for change in changes where change.kind == Registry.Kind.thing && change.value == nil {
                 shadows?.deleteAll(thing: change.key)
@@ -96,9 +109,10 @@ public struct DroverApplication: Sendable {
             validityDays: configuration.deviceCertificateValidityDays)
         let controlPlane = ControlPlane(
             registry: deviceRegistry,
-            configuration: .init(endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing, shadows: shadows),
+            configuration: .init(endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing, shadows: shadows,
+                                 fleetConfig: fleetConfig),
             logger: logger)
-        var services: [any Service] = []
+        var services: [any Service] = [fleetConfig]
         if configuration.mqtt.port != 0 {
             services.append(MQTTListener(
                 broker: broker,
@@ -148,6 +162,7 @@ public struct DroverApplication: Sendable {
             broker.store.close()
             deviceRegistry.close()
             shadows.close()
+            configStore.close()
         }
         try await group.run()
     }
@@ -227,6 +242,17 @@ public struct DroverApplication: Sendable {
             let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
             let path = (configuration.dataDir as NSString).appendingPathComponent("shadows.sqlite")
             return try SQLiteShadowStore(path: path, durability: durability)
+        }
+    }
+
+    static func makeFleetConfigStore(_ configuration: DroverConfiguration) throws -> any FleetConfigStore {
+        switch configuration.storageBackend {
+        case "memory":
+            return InMemoryFleetConfigStore()
+        default:
+            let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
+            let path = (configuration.dataDir as NSString).appendingPathComponent("config.sqlite")
+            return try SQLiteFleetConfigStore(path: path, durability: durability)
         }
     }
 

@@ -1,3 +1,4 @@
+import DroverFleetConfig
 import DroverRegistry
 import DroverShadowService
 import Foundation
@@ -18,11 +19,15 @@ public struct ControlPlane: Sendable {
         public var issuing: Issuing?
         /// The shadow service behind `iot-data`; nil: those operations are refused.
         public var shadows: ShadowService?
+        /// Fleet configuration (`/config/...`); nil: those operations are refused.
+        public var fleetConfig: FleetConfigService?
 
-        public init(endpointAddress: String, issuing: Issuing? = nil, shadows: ShadowService? = nil) {
+        public init(endpointAddress: String, issuing: Issuing? = nil, shadows: ShadowService? = nil,
+                    fleetConfig: FleetConfigService? = nil) {
             self.endpointAddress = endpointAddress
             self.issuing = issuing
             self.shadows = shadows
+            self.fleetConfig = fleetConfig
         }
     }
 
@@ -139,9 +144,10 @@ public struct ControlPlane: Sendable {
         route(router, .get, "/drover/access-keys", listAccessKeys)
         route(router, .post, "/drover/access-keys", createAccessKey)
         route(router, .delete, "/drover/access-keys/:accessKeyId", revokeAccessKey)
+        registerConfig(on: router)
     }
 
-    private func route(_ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, _ handler: @escaping Handler) {
+    func route(_ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, _ handler: @escaping Handler) {
         router.on(path, method: method) { request, context -> Response in
             try await authenticate(request, context, handler)
         }

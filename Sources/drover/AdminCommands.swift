@@ -39,18 +39,23 @@ struct APIOptions: ParsableArguments {
 
     /// Sends a signed request; returns the JSON answer, or throws the server's message.
     func call(_ method: String, _ path: String, query: [(String, String)] = [], body: [String: Any]? = nil,
-              headers extra: [String: String] = [:]) async throws -> Any {
+              document: Data? = nil, headers extra: [String: String] = [:]) async throws -> Any {
         guard let base = URL(string: endpoint), let host = base.host else { throw ValidationError("bad --endpoint \(endpoint)") }
         let hostHeader = base.port.map { "\(host):\($0)" } ?? host
         let encodedQuery = query.map { "\(SigV4Query.encode($0.0))=\(SigV4Query.encode($0.1))" }.joined(separator: "&")
         let encodedPath = path.split(separator: "/", omittingEmptySubsequences: false).map { SigV4Query.encode(String($0)) }.joined(separator: "/")
-        let bytes = try body.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
+        var bytes = try body.map { try JSONSerialization.data(withJSONObject: $0) } ?? Data()
+        if let document {
+            // The document goes as written, so its numbers keep their form.
+            let rest = bytes.count > 2 ? "," + String(decoding: bytes.dropFirst().dropLast(), as: UTF8.self) : ""
+            bytes = Data(("{\"document\":" + String(decoding: document, as: UTF8.self) + rest + "}").utf8)
+        }
         guard let url = URL(string: endpoint + encodedPath + (encodedQuery.isEmpty ? "" : "?" + encodedQuery)) else {
             throw ValidationError("bad request path \(path)")
         }
         var request = URLRequest(url: url)
         request.httpMethod = method
-        if body != nil {
+        if body != nil || document != nil {
             request.httpBody = bytes
             request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
@@ -77,7 +82,7 @@ enum SigV4Query {
 }
 
 func printJSON(_ value: Any) {
-    if let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys]) {
+    if let data = try? JSONSerialization.data(withJSONObject: value, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) {
         print(String(decoding: data, as: UTF8.self))
     }
 }
