@@ -63,11 +63,12 @@ public struct DroverApplication: Sendable {
         self.shadows = shadows
         let configStore = try Self.makeFleetConfigStore(configuration)
         self.configStore = configStore
+        var fleetConfiguration = FleetConfigService.Configuration(
+            limits: ShadowLimits(maximumRequestSize: configuration.shadowMaxDocumentSize,
+                                 maximumDocumentSize: configuration.shadowMaxDocumentSize))
+        fleetConfiguration.retryInterval = .seconds(configuration.configRetryInterval)
         let fleetConfig = try FleetConfigService(
-            registry: deviceRegistry, shadows: shadows, store: configStore,
-            configuration: .init(limits: ShadowLimits(maximumRequestSize: configuration.shadowMaxDocumentSize,
-                                                      maximumDocumentSize: configuration.shadowMaxDocumentSize)),
-            logger: logger)
+            registry: deviceRegistry, shadows: shadows, store: configStore, configuration: fleetConfiguration, logger: logger)
         self.fleetConfig = fleetConfig
         // A change to the registry applies at once: cached decisions go, and clients whose
         // certificate or thing is no longer valid are disconnected.

@@ -29,6 +29,8 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var shadowMaxDocumentSize = 65_536
     /// Requests for one shadow waiting to be answered; beyond it, 429.
     public var shadowMaxInFlight = 100
+    /// Seconds between retries of configuration writes that a member's shadow refused.
+    public var configRetryInterval = 30
     /// The account id in ARNs.
     public var accountId = "123456789012"
     /// The region in the ARNs that device policies are checked against (the API takes the
@@ -84,6 +86,7 @@ public struct DroverConfiguration: Sendable, Hashable {
         },
         "api.endpoint_address": { $0.endpointAddress = $1 },
         "shadows.max_in_flight": { $0.shadowMaxInFlight = try int($1, "shadows.max_in_flight", 1...100_000) },
+        "config.retry_interval": { $0.configRetryInterval = try int($1, "config.retry_interval", 1...86_400) },
         "shadows.max_document_size": { $0.shadowMaxDocumentSize = try int($1, "shadows.max_document_size", 1024...16 << 20) },
         "api.region": { config, value in
             guard !value.isEmpty, value.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {

@@ -149,10 +149,13 @@ public enum ConfigDocument {
 
     /// Compares a member's shadow, which the deployment has written, with the configuration.
     ///
-    /// A key whose reported value differs counts as drifted only if the device reported it
-    /// strictly later than the configuration was written (metadata timestamps, in seconds); a
-    /// report in the same second is given the benefit of the doubt and counts as pending.
-    public static func condition(of shadow: ShadowDocument?, against configuration: [String: JSONValue]) -> Condition {
+    /// A key whose reported value differs counts as drifted if the device reported it after the
+    /// configuration was written. Metadata timestamps are in seconds, so within the same second
+    /// the shadow's version decides: `writtenVersion` is the version the configuration write
+    /// made, and a later one means the report came after it. Without it, a report in the same
+    /// second counts as pending.
+    public static func condition(of shadow: ShadowDocument?, against configuration: [String: JSONValue],
+                                 writtenVersion: Int? = nil) -> Condition {
         guard let shadow else { return Condition(state: .drifted, reason: Reason.shadowDeleted, keys: []) }
         var changed: [String] = [], differs: [String] = [], unreported: [String] = []
         for (path, expected) in leaves(configuration) {
@@ -163,7 +166,8 @@ public enum ConfigDocument {
             }
             if value(at: path, in: shadow.reported) == expected { continue }
             let written = latest(at: path, in: shadow.desiredMetadata) ?? 0
-            if let reportedAt = latest(at: path, in: shadow.reportedMetadata), reportedAt > written {
+            if let reportedAt = latest(at: path, in: shadow.reportedMetadata),
+               reportedAt > written || (reportedAt == written && writtenVersion.map { shadow.version > $0 } == true) {
                 differs.append(name)
             } else {
                 unreported.append(name)

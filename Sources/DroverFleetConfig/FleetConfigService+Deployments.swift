@@ -26,7 +26,7 @@ extension FleetConfigService {
         let deployment = try deployment(name)
         let members = Self.members(of: deployment.target, in: registry.snapshot)
         let done = applied[name] ?? [:]
-        return (members.count, members.filter { done[$0] == deployment.revision }.count,
+        return (members.count, members.filter { done[$0]?.revision == deployment.revision }.count,
                 members.filter { failures[name]?[$0] != nil }.count)
     }
 
@@ -141,11 +141,12 @@ extension FleetConfigService {
         var status = DeploymentStatus(deployment: deployment, members: members.count, inSync: 0, pending: 0, drifted: 0, things: [])
         for thing in members {
             let condition: ConfigDocument.Condition
-            if done[thing] != deployment.revision {
+            if done[thing]?.revision != deployment.revision {
                 condition = failed[thing].map { ConfigDocument.Condition(state: .pending, reason: "\(ConfigDocument.Reason.applyFailed): \($0)", keys: []) }
                     ?? ConfigDocument.Condition(state: .pending, reason: ConfigDocument.Reason.notApplied, keys: [])
             } else {
-                condition = ConfigDocument.condition(of: documents[thing] ?? nil, against: configuration)
+                condition = ConfigDocument.condition(of: documents[thing] ?? nil, against: configuration,
+                                                     writtenVersion: done[thing]?.shadowVersion)
             }
             switch condition.state {
             case .inSync: status.inSync += 1
@@ -227,14 +228,12 @@ extension FleetConfigService {
                     throw RegistryError(answer.status == 413 ? .invalidRequest : .internalFailure,
                                         "the shadow refused the reset: \(Self.message(of: answer))")
                 }
-                if case .object(let members)? = try? JSONValue.parse(answer.body).get(),
-                   let version = members["version"]?.numberValue?.int64Value {
-                    result.shadowVersion = Int(version)
-                }
+                result.shadowVersion = Self.version(of: answer)
                 if let (name, number) = revision, deployments[name]?.revision == number {
-                    applied[name, default: [:]][thing] = number
+                    let marker = AppliedMarker(revision: number, shadowVersion: result.shadowVersion)
+                    applied[name, default: [:]][thing] = marker
                     failures[name]?[thing] = nil
-                    persist([ConfigRecordChange(kind: Kind.applied, key: "\(name)/\(thing)", value: Self.encode(number))])
+                    persist([ConfigRecordChange(kind: Kind.applied, key: "\(name)/\(thing)", value: Self.encode(marker))])
                 }
                 registry.audit(caller, "ResetThingConfig", thing, message: "\(source) \(shadow)")
                 return result

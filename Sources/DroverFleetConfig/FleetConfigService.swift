@@ -54,7 +54,7 @@ public actor FleetConfigService: Service {
     var versions: [String: [Int: ConfigTemplateVersion]] = [:]
     var deployments: [String: ConfigDeployment] = [:]
     /// Deployment → thing → the revision its shadow holds.
-    var applied: [String: [String: Int]] = [:]
+    var applied: [String: [String: AppliedMarker]] = [:]
     /// Deployment → thing → why its last write was refused (until one succeeds).
     var failures: [String: [String: String]] = [:]
     var factoryDefaults: [String: FactoryDefault] = [:]
@@ -83,9 +83,9 @@ public actor FleetConfigService: Service {
             versions[version.template, default: [:]][version.version] = version
         }
         for (_, deployment) in try all(Kind.deployment, ConfigDeployment.self) { deployments[deployment.name] = deployment }
-        for (key, revision) in try all(Kind.applied, Int.self) {
+        for (key, marker) in try all(Kind.applied, AppliedMarker.self) {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            if parts.count == 2 { applied[parts[0], default: [:]][parts[1]] = revision }
+            if parts.count == 2 { applied[parts[0], default: [:]][parts[1]] = marker }
         }
         for (_, value) in try all(Kind.factoryDefault, FactoryDefault.self) { factoryDefaults[value.thingType] = value }
         // At start-up every deployment is checked: members that joined, or writes that a crash
@@ -173,13 +173,13 @@ public actor FleetConfigService: Service {
                 applied[name] = done
                 persist(left.map { ConfigRecordChange(kind: Kind.applied, key: "\(name)/\($0)", value: nil) })
             }
-            let todo = members.filter { done[$0] != deployment.revision }.sorted()
+            let todo = members.filter { done[$0]?.revision != deployment.revision }.sorted()
             guard !todo.isEmpty, let configuration = document(deployment.template, deployment.templateVersion) else { return }
             for start in stride(from: 0, to: todo.count, by: self.configuration.batchSize) {
                 guard deployments[name]?.revision == deployment.revision else { continue passes }
                 let batch = todo[start..<min(start + self.configuration.batchSize, todo.count)]
                 let writes = batch.map { thing -> (String, [UInt8]) in
-                    let old = applied[name]?[thing].flatMap(deployment.templateVersion(ofRevision:)).flatMap {
+                    let old = applied[name]?[thing].flatMap { deployment.templateVersion(ofRevision: $0.revision) }.flatMap {
                         document(deployment.template, $0)
                     }
                     return (thing, ConfigDocument.updateRequest(ConfigDocument.patch(from: old, to: configuration)))
@@ -198,9 +198,10 @@ public actor FleetConfigService: Service {
                 var markers: [ConfigRecordChange] = []
                 for (thing, answer) in results {
                     if answer.status == 200 {
-                        applied[name, default: [:]][thing] = deployment.revision
+                        let marker = AppliedMarker(revision: deployment.revision, shadowVersion: Self.version(of: answer))
+                        applied[name, default: [:]][thing] = marker
                         failures[name]?[thing] = nil
-                        markers.append(ConfigRecordChange(kind: Kind.applied, key: "\(name)/\(thing)", value: Self.encode(deployment.revision)))
+                        markers.append(ConfigRecordChange(kind: Kind.applied, key: "\(name)/\(thing)", value: Self.encode(marker)))
                     } else {
                         let message = Self.message(of: answer)
                         failures[name, default: [:]][thing] = message
@@ -229,6 +230,13 @@ public actor FleetConfigService: Service {
             return "\(answer.status): \(message)"
         }
         return "\(answer.status)"
+    }
+
+    /// The shadow version an accepted update answered with.
+    nonisolated static func version(of answer: ShadowHTTPResponse) -> Int {
+        guard case .object(let members)? = try? JSONValue.parse(answer.body).get(),
+              let version = members["version"]?.numberValue?.int64Value else { return 0 }
+        return Int(version)
     }
 
     nonisolated static func encode(_ value: some Encodable) -> [UInt8] {
@@ -262,6 +270,13 @@ public actor FleetConfigService: Service {
             throw error
         }
     }
+}
+
+/// The revision of a deployment that a member's shadow holds, and the shadow version that the
+/// write made (to tell a report in the same second before it from one after it).
+struct AppliedMarker: Codable, Hashable, Sendable {
+    var revision: Int
+    var shadowVersion: Int
 }
 
 extension Dictionary {

@@ -174,3 +174,15 @@ extension ShadowUpdateOutcome {
         return nil
     }
 }
+
+@Suite("A report in the same second as the configuration write")
+struct SameSecondTests {
+    @Test("after the write (a later shadow version) is drifted; before it is pending")
+    func versionDecides() throws {
+        let configuration = object(#"{"rate": 10}"#)
+        let after = try #require(shadow([(#"{"state":{"desired":{"rate":10}}}"#, 100), (#"{"state":{"reported":{"rate":5}}}"#, 100)]))
+        #expect(ConfigDocument.condition(of: after, against: configuration, writtenVersion: 1).state == .drifted)
+        let before = try #require(shadow([(#"{"state":{"reported":{"rate":5}}}"#, 100), (#"{"state":{"desired":{"rate":10}}}"#, 100)]))
+        #expect(ConfigDocument.condition(of: before, against: configuration, writtenVersion: 2).state == .pending)
+    }
+}
