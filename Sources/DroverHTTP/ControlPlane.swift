@@ -213,7 +213,7 @@ public struct ControlPlane: Sendable {
     static func error(_ error: RegistryError) -> Response {
         let status: HTTPResponse.Status = switch error.kind {
         case .notFound: .notFound
-        case .alreadyExists, .versionConflict, .deleteConflict: .conflict
+        case .alreadyExists, .versionConflict, .deleteConflict, .versionsLimitExceeded: .conflict
         case .certificateState: .notAcceptable
         case .unauthorized: .unauthorized
         case .limitExceeded: .gone
