@@ -2,6 +2,7 @@ import DroverFleetConfig
 import DroverHTTP
 import DroverIdentity
 import DroverListeners
+import DroverPolicy
 import DroverRegistry
 import DroverShadow
 import DroverShadowService
@@ -26,6 +27,20 @@ public struct DroverApplication: Sendable {
     let services: [any Service]
     let logger: Logger
 
+    /// `mqtt.anonymous_policy`: an AWS IoT policy document in a file, checked as the API checks
+    /// policies; a wrong one stops the start with the parser's message.
+    static func loadAnonymousPolicy(_ path: String?) throws -> PolicyDocument? {
+        guard let path else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw DroverConfiguration.Error(description: "mqtt.anonymous_policy: cannot read \(path)")
+        }
+        switch PolicyDocument.parse(text) {
+        case .success(let document): return document
+        case .failure(let error):
+            throw DroverConfiguration.Error(description: "mqtt.anonymous_policy: \(path) is not a valid policy: \(error)")
+        }
+    }
+
     public init(configuration: DroverConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
@@ -41,7 +56,9 @@ public struct DroverApplication: Sendable {
         let authority = try Self.loadAuthority(configuration, logger: logger)
         let authorityInfo = CertificateInfo(certificate: authority.certificate)
         try deviceRegistry.installBuiltInCA(ControlPlane.facts(authorityInfo))
-        let access = RegistryAccessControl(registry: deviceRegistry, region: configuration.region)
+        let access = RegistryAccessControl(
+            registry: deviceRegistry, region: configuration.region,
+            anonymousPolicy: try Self.loadAnonymousPolicy(configuration.anonymousPolicyFile))
 
         let store = try Self.makeStore(configuration, logger: logger)
         let started = ContinuousClock.now
@@ -53,11 +70,17 @@ public struct DroverApplication: Sendable {
             "retained": "\(broker.retainedCount)", "seconds": "\((ContinuousClock.now - started).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 3))))",
         ])
         self.broker = broker
+        var thingExists: (@Sendable (String) -> Bool)?
+        if configuration.shadowRequireRegisteredThing {
+            thingExists = { [weak deviceRegistry] (thing: String) -> Bool in deviceRegistry?.snapshot.things[thing] != nil }
+        }
         let shadows = ShadowService(
             broker: broker, store: try Self.makeShadowStore(configuration),
             configuration: .init(limits: ShadowLimits(maximumRequestSize: configuration.shadowMaxDocumentSize,
                                                       maximumDocumentSize: configuration.shadowMaxDocumentSize),
-                                 maxInFlightPerShadow: configuration.shadowMaxInFlight),
+                                 maxInFlightPerShadow: configuration.shadowMaxInFlight,
+                                 maxNamedShadowsPerThing: configuration.shadowMaxNamedShadows,
+                                 thingExists: thingExists),
             eventLoop: eventLoopGroup.next(), logger: logger)
         try shadows.start().wait()
         self.shadows = shadows

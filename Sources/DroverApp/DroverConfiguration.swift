@@ -29,6 +29,13 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var shadowMaxDocumentSize = 65_536
     /// Requests for one shadow waiting to be answered; beyond it, 429.
     public var shadowMaxInFlight = 100
+    /// The most named shadows of one thing.
+    public var shadowMaxNamedShadows = 100
+    /// Whether shadows exist only for things in the registry (404 otherwise).
+    public var shadowRequireRegisteredThing = true
+    /// An AWS IoT policy document (a file) that applies to anonymous clients; nil: they may do
+    /// anything on the reserved-topic rules' terms.
+    public var anonymousPolicyFile: String?
     /// Seconds between retries of configuration writes that a member's shadow refused.
     public var configRetryInterval = 30
     /// The account id in ARNs.
@@ -86,6 +93,11 @@ public struct DroverConfiguration: Sendable, Hashable {
         },
         "api.endpoint_address": { $0.endpointAddress = $1 },
         "shadows.max_in_flight": { $0.shadowMaxInFlight = try int($1, "shadows.max_in_flight", 1...100_000) },
+        "shadows.max_named_shadows": { $0.shadowMaxNamedShadows = try int($1, "shadows.max_named_shadows", 0...10_000) },
+        "shadows.require_registered_thing": {
+            $0.shadowRequireRegisteredThing = try bool($1, "shadows.require_registered_thing")
+        },
+        "mqtt.anonymous_policy": { $0.anonymousPolicyFile = $1 },
         "config.retry_interval": { $0.configRetryInterval = try int($1, "config.retry_interval", 1...86_400) },
         "shadows.max_document_size": { $0.shadowMaxDocumentSize = try int($1, "shadows.max_document_size", 1024...16 << 20) },
         "api.region": { config, value in
@@ -137,6 +149,38 @@ public struct DroverConfiguration: Sendable, Hashable {
         "limits.max_connections": { $0.limits.maxConnections = try int($1, "limits.max_connections", 1...10_000_000) },
         "limits.max_session_expiry": { $0.limits.maxSessionExpiry = UInt32(try int($1, "limits.max_session_expiry", 0...Int(UInt32.max))) },
         "limits.shutdown_grace_period": { $0.limits.shutdownGracePeriod = try double($1, "limits.shutdown_grace_period") },
+        // The MQTT spec's own minimums bound these from below: 23-byte client ids, one
+        // subscription, a reason string may be cut to nothing.
+        "limits.max_client_id_length": { $0.limits.maxClientIdLength = try int($1, "limits.max_client_id_length", 23...65_535) },
+        "limits.max_topic_length": { $0.limits.maxTopicLength = try int($1, "limits.max_topic_length", 1...65_535) },
+        "limits.max_topic_levels": { $0.limits.maxTopicLevels = try int($1, "limits.max_topic_levels", 1...32_768) },
+        "limits.max_filters_per_subscribe": {
+            $0.limits.maxFiltersPerSubscribe = try int($1, "limits.max_filters_per_subscribe", 1...65_535)
+        },
+        "limits.max_subscriptions_per_client": {
+            $0.limits.maxSubscriptionsPerClient = try int($1, "limits.max_subscriptions_per_client", 1...1_000_000)
+        },
+        "limits.max_inflight_outbound": { $0.limits.maxInflightOutbound = try int($1, "limits.max_inflight_outbound", 1...65_535) },
+        "limits.max_outbound_topic_aliases": {
+            $0.limits.maxOutboundTopicAliases = try int($1, "limits.max_outbound_topic_aliases", 0...65_535)
+        },
+        "limits.max_reason_string_length": {
+            $0.limits.maxReasonStringLength = try int($1, "limits.max_reason_string_length", 0...65_535)
+        },
+        "limits.max_user_properties": { $0.limits.maxUserProperties = try int($1, "limits.max_user_properties", 0...65_535) },
+        "limits.max_connect_packet_size": {
+            $0.limits.maxConnectPacketSize = try int($1, "limits.max_connect_packet_size", 64...268_435_460)
+        },
+        "limits.max_pending_connections": {
+            $0.limits.maxPendingConnections = try int($1, "limits.max_pending_connections", 1...10_000_000)
+        },
+        "limits.max_retained_messages": {
+            $0.limits.maxRetainedMessages = try int($1, "limits.max_retained_messages", 0...100_000_000)
+        },
+        "limits.max_retained_per_client": {
+            $0.limits.maxRetainedPerClient = try int($1, "limits.max_retained_per_client", 0...100_000_000)
+        },
+        "limits.max_unreleased_qos2": { $0.limits.maxUnreleasedQoS2 = try int($1, "limits.max_unreleased_qos2", 1...65_535) },
     ]
 
     public static var allKeys: [String] { keys.keys.sorted() }
@@ -212,7 +256,7 @@ public struct DroverConfiguration: Sendable, Hashable {
     private static func port(_ value: String, _ key: String) throws -> Int { try int(value, key, 0...65_535) }
 
     private static func double(_ value: String, _ key: String) throws -> Double {
-        guard let number = Double(value.trimmingCharacters(in: .whitespaces)), number >= 0 else {
+        guard let number = Double(value.trimmingCharacters(in: .whitespaces)), number >= 0, number <= 1_000_000 else {
             throw Error(description: "\(key) must be a number of seconds, not '\(value)'")
         }
         return number

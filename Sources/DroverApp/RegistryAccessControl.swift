@@ -1,6 +1,7 @@
 import DroverIdentity
 import DroverPolicy
 import DroverRegistry
+import DroverShadowService
 import Foundation
 import MQTTBroker
 import MQTTCodec
@@ -15,6 +16,14 @@ import X509
 ///
 /// Decisions are answered from the registry's in-memory snapshot and cached per client; any
 /// registry change empties the cache, so a policy change applies to connected clients at once.
+///
+/// Rules that hold for everyone but the broker's own in-process clients:
+/// - the shadow reply topics (`.../accepted`, `/rejected`, `/delta`, `/documents` under
+///   `$aws/things/{thing}/shadow/`) are subscribe-only, as in AWS IoT: only the shadow service
+///   publishes there;
+/// - anonymous clients are held to `mqtt.anonymous_policy` when one is configured;
+/// - on mutual TLS a client id may not hold `+`, `#`, `*` or `?`, so that `${iot:ClientId}`
+///   in a `topicfilter/` resource can never become an MQTT wildcard.
 final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked Sendable {
     // `@unchecked Sendable`: `cache` is guarded by its lock, `generation` is atomic, the rest is immutable.
     private let registry: Registry
@@ -22,14 +31,24 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
     private let fallback = LoopbackAnonymousAuthenticator()
     private let generation = Atomic<Int>(0)
     private let cache = NIOLockedValueBox<(generation: Int, decisions: [String: [MQTTAction: Bool]])>((0, [:]))
+    /// The policy anonymous clients are held to; nil: they may do anything but publish to reply topics.
+    private let anonymousPolicy: [NamedPolicy]?
 
     /// The attribute of a `ClientIdentity` that holds the thing the connection acts as.
     static let thingAttribute = "thing"
 
-    init(registry: Registry, region: String) {
+    init(registry: Registry, region: String, anonymousPolicy: PolicyDocument? = nil) {
         self.registry = registry
         self.region = region
+        self.anonymousPolicy = anonymousPolicy.map { [NamedPolicy(name: "mqtt.anonymous_policy", document: $0)] }
     }
+
+    /// Characters a client id may not hold on mutual TLS: MQTT and policy wildcards.
+    static func hasWildcard(_ clientId: String) -> Bool {
+        clientId.utf8.contains { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "#") || $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") }
+    }
+
+    static func isReplyTopic(_ topic: String) -> Bool { ShadowService.isReplyTopic(topic) }
 
     /// Called after every registry change.
     func registryChanged() {
@@ -65,11 +84,21 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
             }
             return fallback.authenticate(request, on: eventLoop)
         }
+        if Self.hasWildcard(request.clientId) {
+            return eventLoop.makeSucceededFuture(
+                .deny(.clientIdentifierNotValid, reason: "a client id may not contain +, #, * or ? on mutual TLS"))
+        }
         guard let id = Self.certificateId(der) else {
             return eventLoop.makeSucceededFuture(.deny(.badUserNameOrPassword, reason: "the client certificate cannot be read"))
         }
+        // Every check of the handshake again: a resumed TLS session skips the handshake's
+        // verification, and the certificate or its CA may have been revoked since.
+        guard verifyClientCertificate(der) else {
+            return eventLoop.makeSucceededFuture(
+                .deny(.notAuthorized, reason: "certificate \(id) is not registered and ACTIVE, or its CA is not"))
+        }
         let state = registry.snapshot
-        guard let record = state.certificates[id], record.isActive else {
+        guard state.certificates[id] != nil else {
             return eventLoop.makeSucceededFuture(.deny(.notAuthorized, reason: "certificate \(id) is not registered and ACTIVE"))
         }
         let (context, policies) = state.policyContext(
@@ -86,7 +115,12 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
     // MARK: MQTTAuthorizer
 
     func authorize(_ identity: ClientIdentity, _ action: MQTTAction) -> Bool {
-        guard let principal = identity.principal else { return true }
+        if identity.isInternal { return true }
+        if case .publish(let topic, _) = action, Self.isReplyTopic(topic) { return false }
+        guard let principal = identity.principal else {
+            guard let anonymousPolicy else { return true }
+            return decideAnonymous(anonymousPolicy, identity.clientId, action)
+        }
         let key = principal + "\u{0}" + identity.clientId
         let current = generation.load(ordering: .relaxed)
         let cached: Bool? = cache.withLockedValue { cache in
@@ -108,6 +142,17 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
         let state = registry.snapshot
         let (context, policies) = state.policyContext(
             certificateId: certificateId, clientId: clientId, region: region, account: registry.configuration.account)
+        return Self.decide(policies, context, clientId, action)
+    }
+
+    /// An anonymous client under `mqtt.anonymous_policy`: no thing, no certificate; only
+    /// `${iot:ClientId}` has a value. Not cached: the policy is small and fixed.
+    private func decideAnonymous(_ policies: [NamedPolicy], _ clientId: String, _ action: MQTTAction) -> Bool {
+        let context = PolicyContext(clientId: clientId, region: region, account: registry.configuration.account)
+        return Self.decide(policies, context, clientId, action)
+    }
+
+    private static func decide(_ policies: [NamedPolicy], _ context: PolicyContext, _ clientId: String, _ action: MQTTAction) -> Bool {
         switch action {
         case .connect:
             return evaluate(policies, .connect(clientId: clientId, in: context), context: context).isAllowed

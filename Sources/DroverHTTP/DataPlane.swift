@@ -43,7 +43,17 @@ extension ControlPlane {
         // The topic is the rest of the path, percent-decoded (botocore encodes '/' in it).
         let raw = call.request.uri.path.dropFirst("/topics/".count)
         let topic = String(raw).removingPercentEncoding ?? String(raw)
-        guard TopicName.isValid(topic) else { throw RegistryError(.invalidRequest, "'\(topic)' is not a valid topic name") }
+        let quoted = topic.clipped(toBytes: 64)
+        guard TopicName.isValid(topic), !topic.utf8.contains(0) else {
+            throw RegistryError(.invalidRequest, "'\(quoted)' is not a valid topic name")
+        }
+        if let limit = shadows.topicLimit(topic) {
+            throw RegistryError(.invalidRequest, "topic '\(quoted)' is over the broker's limit (\(limit.rawValue))")
+        }
+        // The shadow service's replies are its own: nobody publishes them for it.
+        guard !ShadowService.isReplyTopic(topic) else {
+            throw RegistryError(.unauthorized, "topic '\(quoted)' is a reply topic: only the shadow service publishes there")
+        }
         let qos: MQTTQoS
         switch call.query("qos") ?? "0" {
         case "0": qos = .atMostOnce

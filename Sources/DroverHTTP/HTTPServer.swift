@@ -37,7 +37,8 @@ public enum DroverHTTPServer {
         controlPlane?.register(on: router)
         let listener = ListenerInfo(
             name: "ws", isLoopback: configuration.isLoopback,
-            allowAnonymous: configuration.allowAnonymousWebSocket ?? configuration.isLoopback)
+            allowAnonymous: configuration.allowAnonymousWebSocket ?? configuration.isLoopback,
+            anonymousFromAnyAddress: configuration.allowAnonymousWebSocket == true)
         let maxFrame = max(broker.configuration.maxPacketSize, 1 << 14)
         return Application(
             router: router,

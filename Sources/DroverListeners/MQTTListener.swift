@@ -23,7 +23,8 @@ public struct MQTTListenerConfiguration: Sendable, Hashable {
     public var isLoopback: Bool { Self.isLoopback(host) }
 
     public var listenerInfo: ListenerInfo {
-        ListenerInfo(name: name, isLoopback: isLoopback, allowAnonymous: allowAnonymous ?? isLoopback)
+        ListenerInfo(name: name, isLoopback: isLoopback, allowAnonymous: allowAnonymous ?? isLoopback,
+                     anonymousFromAnyAddress: allowAnonymous == true)
     }
 
     public static func isLoopback(_ host: String) -> Bool {

@@ -109,6 +109,10 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
                 t.column("message", .blob).notNull()
             }
         }
+        // The principal a session belongs to (JSON of StoredSessionOwner); NULL in sessions from v1.
+        migrator.registerMigration("v2-session-owner") { db in
+            try db.alter(table: "session") { t in t.add(column: "owner", .blob) }
+        }
         return migrator
     }
 
@@ -155,13 +159,15 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
             try db.execute(
                 sql: """
                     INSERT OR REPLACE INTO session
-                    (clientId, protocolVersion, expiryInterval, subscriptions, inboundQoS2, disconnectedAt, willDueAt, will)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    (clientId, protocolVersion, expiryInterval, subscriptions, inboundQoS2, disconnectedAt, willDueAt, will,
+                     owner)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
                     session.clientId, Int(session.protocolVersion.rawValue), Int64(session.expiryInterval),
                     try JSONEncoder().encode(session.subscriptions), try JSONEncoder().encode(session.inboundQoS2),
                     session.disconnectedAt, session.willDueAt, session.pendingWill.map(StoredMessageCoding.encode),
+                    try session.owner.map { try JSONEncoder().encode($0) },
                 ])
         case .deleteSession(let clientId):
             try db.execute(sql: "DELETE FROM session WHERE clientId = ?", arguments: [clientId])
@@ -215,7 +221,8 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
                         inboundQoS2: try decoder.decode([UInt16].self, from: row["inboundQoS2"] as Data),
                         disconnectedAt: row["disconnectedAt"],
                         pendingWill: try (row["will"] as Data?).map(StoredMessageCoding.decode),
-                        willDueAt: row["willDueAt"]))
+                        willDueAt: row["willDueAt"],
+                        owner: try (row["owner"] as Data?).map { try decoder.decode(StoredSessionOwner.self, from: $0) }))
                 }
                 for row in try Row.fetchAll(db, sql: "SELECT * FROM message ORDER BY clientId, sequence") {
                     let code: Int = row["state"]

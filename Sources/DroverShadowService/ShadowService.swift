@@ -21,10 +21,18 @@ public final class ShadowService: Sendable {
         public var maxInFlightPerShadow = 100
         /// The most requests one group commit takes.
         public var maxBatch = 1000
+        /// The most named shadows one thing may have; creating one more is refused (400).
+        public var maxNamedShadowsPerThing = 100
+        /// Whether a thing must be in the registry to have shadows. Given by the app; nil: any
+        /// valid thing name may.
+        public var thingExists: (@Sendable (String) -> Bool)?
 
-        public init(limits: ShadowLimits = ShadowLimits(), maxInFlightPerShadow: Int = 100) {
+        public init(limits: ShadowLimits = ShadowLimits(), maxInFlightPerShadow: Int = 100,
+                    maxNamedShadowsPerThing: Int = 100, thingExists: (@Sendable (String) -> Bool)? = nil) {
             self.limits = limits
             self.maxInFlightPerShadow = maxInFlightPerShadow
+            self.maxNamedShadowsPerThing = maxNamedShadowsPerThing
+            self.thingExists = thingExists
         }
     }
 
@@ -35,6 +43,7 @@ public final class ShadowService: Sendable {
     private let logger: Logger
     private let queue = DispatchQueue(label: "drover.shadows")
     private let client: InProcessClient
+    private let broker: Broker
     private let pending = NIOLockedValueBox<Pending>(Pending())
 
     struct Pending {
@@ -61,6 +70,7 @@ public final class ShadowService: Sendable {
     public init(broker: Broker, store: any ShadowStore, configuration: Configuration = .init(), eventLoop: any EventLoop,
                 logger: Logger) {
         self.store = store
+        self.broker = broker
         self.configuration = configuration
         self.logger = logger
         let box = WeakBox()
@@ -93,12 +103,33 @@ public final class ShadowService: Sendable {
         return nil
     }
 
+    /// Whether a topic is one of the service's replies (`accepted`, `rejected`, `delta`,
+    /// `documents` under `$aws/things/{thing}/shadow/`): devices only subscribe to these, as in
+    /// AWS IoT, and only the service publishes them.
+    public static func isReplyTopic(_ topic: String) -> Bool {
+        guard topic.hasPrefix("$aws/things/") else { return false }
+        let parts = topic.split(separator: "/", maxSplits: 16, omittingEmptySubsequences: false)
+        guard parts.count >= 6, parts[3] == "shadow", let last = parts.last else { return false }
+        return last == "accepted" || last == "rejected" || last == "delta" || last == "documents"
+    }
+
+    /// The broker limit a topic breaks, for publishes that come in over HTTP.
+    public func topicLimit(_ topic: String) -> BrokerLimit? { broker.topicLimit(topic) }
+
     static func prefix(_ thing: String, _ name: String) -> String {
         name.isEmpty ? "$aws/things/\(thing)/shadow" : "$aws/things/\(thing)/shadow/name/\(name)"
     }
 
     private func received(_ publish: PublishPacket) {
         guard let (thing, name, operation) = Self.parse(publish.topic) else { return }
+        if let error = Self.checkNames(thing: thing, name: name) {
+            // Answered on the reply topic only when the names are short enough to quote back;
+            // the broker's topic limits bound them anyway.
+            guard thing.utf8.count <= 256, name.utf8.count <= 256 else { return }
+            let topic = "\(Self.prefix(thing, name))/\(operation.rawValue)/rejected"
+            self.publish([(topic, error.payload)])
+            return
+        }
         submit(Request(thing: thing, name: name, operation: operation, payload: Array(publish.payload.readableBytesView)) {
             [weak self] answer in
             self?.publish(answer.mqtt)
@@ -200,6 +231,28 @@ public final class ShadowService: Sendable {
             }
         }
         let (document, deletedVersion) = shadows[key] ?? (nil, 0)
+        if document == nil, let thingExists = configuration.thingExists, !thingExists(thing) {
+            let token = (try? ShadowRequestOptions.parse(payload, limits: configuration.limits, now: now).get())?.clientToken
+            return rejected(.thingNotFound(clientToken: token, timestamp: now))
+        }
+        if document == nil && operation == .update && !name.isEmpty {
+            // A new named shadow: the thing's count is bounded.
+            do {
+                var names = Set(try store.names(thing: thing).filter { !$0.isEmpty })
+                for case .save(let other, let otherName, _, _) in writes where other == thing && !otherName.isEmpty {
+                    names.insert(otherName)
+                }
+                if names.count >= configuration.maxNamedShadowsPerThing && !names.contains(name) {
+                    return rejected(ShadowError(
+                        code: .badRequest,
+                        message: "A thing may have at most \(configuration.maxNamedShadowsPerThing) named shadows",
+                        clientToken: nil, timestamp: now))
+                }
+            } catch {
+                logger.error("shadow store read failed", metadata: ["error": "\(error)"])
+                return rejected(.internalFailure(timestamp: now))
+            }
+        }
         switch operation {
         case .update:
             switch Shadow.update(document, request: payload, now: now, limits: configuration.limits, deletedVersion: deletedVersion) {
@@ -281,7 +334,7 @@ public final class ShadowService: Sendable {
 
     static func checkNames(thing: String, name: String) -> ShadowError? {
         func valid(_ text: String, _ max: Int) -> Bool {
-            (1...max).contains(text.count) && text.unicodeScalars.allSatisfy {
+            (1...max).contains(text.utf8.count) && text.unicodeScalars.allSatisfy {
                 ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || ":_-".unicodeScalars.contains($0)
             }
         }

@@ -61,11 +61,12 @@ extension ByteBuffer {
         return string
     }
 
+    /// Values outside 0...268 435 455 are clamped, never trapped on: encoders check the
+    /// remaining length of what they build (``PublishPacket`` does) before they write it.
     @inlinable
     @discardableResult
     mutating func writeMQTTVariableInteger(_ value: Int) -> Int {
-        precondition(value >= 0 && value <= 268_435_455, "variable byte integer out of range")
-        var remaining = value
+        var remaining = min(max(value, 0), MQTTSize.maxVariableInteger)
         var written = 0
         repeat {
             var byte = UInt8(remaining & 0x7F)
@@ -77,16 +78,29 @@ extension ByteBuffer {
         return written
     }
 
+    /// A string longer than 65 535 bytes is cut at the last whole character that fits, exactly
+    /// as ``MQTTSize/string(_:)`` counts it, so that the lengths written before stay true.
     @inlinable
     mutating func writeMQTTString(_ string: String) {
-        writeInteger(UInt16(string.utf8.count))
-        writeString(string)
+        let length = MQTTSize.clippedStringLength(string)
+        writeInteger(UInt16(truncatingIfNeeded: length))
+        if length == string.utf8.count {
+            writeString(string)
+        } else {
+            writeBytes(string.utf8.prefix(length))
+        }
     }
 
+    /// Binary data longer than 65 535 bytes is cut to 65 535, as ``MQTTSize/binary(_:)`` counts it.
     @inlinable
     mutating func writeMQTTBinary(_ data: ByteBuffer) {
-        writeInteger(UInt16(data.readableBytes))
-        writeImmutableBuffer(data)
+        let length = min(data.readableBytes, MQTTSize.maxString)
+        writeInteger(UInt16(truncatingIfNeeded: length))
+        if length == data.readableBytes {
+            writeImmutableBuffer(data)
+        } else if let slice = data.getSlice(at: data.readerIndex, length: length) {
+            writeImmutableBuffer(slice)
+        }
     }
 }
 
@@ -103,6 +117,46 @@ enum MQTTSize {
         }
     }
 
+    /// The largest UTF-8 string or binary value: its length is two bytes.
+    public static let maxString = 65_535
+    public static let maxVariableInteger = 268_435_455
+
     @inlinable
-    static func string(_ value: String) -> Int { 2 + value.utf8.count }
+    static func string(_ value: String) -> Int { 2 + clippedStringLength(value) }
+
+    @inlinable
+    static func binary(_ value: ByteBuffer) -> Int { 2 + min(value.readableBytes, maxString) }
+
+    /// The bytes of `value` that an MQTT string holds: all of them, or, past 65 535, those up to
+    /// the last character boundary that fits.
+    @inlinable
+    static func clippedStringLength(_ value: String) -> Int {
+        let utf8 = value.utf8
+        let count = utf8.count
+        guard count > maxString else { return count }
+        return clippedUTF8Length(utf8, limit: maxString)
+    }
+
+    /// The length of the longest prefix of `utf8` of at most `limit` bytes that ends on a
+    /// character boundary (never inside a multi-byte sequence).
+    @inlinable
+    static func clippedUTF8Length(_ utf8: String.UTF8View, limit: Int) -> Int {
+        guard utf8.count > limit else { return utf8.count }
+        guard limit > 0 else { return 0 }
+        var end = limit
+        // A continuation byte (10xxxxxx) at the cut means the cut falls inside a character.
+        let bytes = Array(utf8.prefix(limit + 1))
+        while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }
+        return end
+    }
+}
+
+extension String {
+    /// At most `maxBytes` bytes of the string, cut at a character boundary, with "…" when cut.
+    /// Reason strings and logs quote client input through this, never whole.
+    public func clipped(toBytes maxBytes: Int) -> String {
+        guard utf8.count > maxBytes else { return self }
+        let length = MQTTSize.clippedUTF8Length(utf8, limit: max(0, maxBytes - 3))
+        return String(decoding: utf8.prefix(length), as: UTF8.self) + "…"
+    }
 }

@@ -201,13 +201,13 @@ extension MQTTProperties {
         if messageExpiryInterval != nil { length += 5 }
         if let contentType { length += 1 + MQTTSize.string(contentType) }
         if let responseTopic { length += 1 + MQTTSize.string(responseTopic) }
-        if let correlationData { length += 3 + correlationData.readableBytes }
+        if let correlationData { length += 1 + MQTTSize.binary(correlationData) }
         for id in subscriptionIdentifiers { length += 1 + MQTTSize.variableInteger(id) }
         if sessionExpiryInterval != nil { length += 5 }
         if let assignedClientIdentifier { length += 1 + MQTTSize.string(assignedClientIdentifier) }
         if serverKeepAlive != nil { length += 3 }
         if let authenticationMethod { length += 1 + MQTTSize.string(authenticationMethod) }
-        if let authenticationData { length += 3 + authenticationData.readableBytes }
+        if let authenticationData { length += 1 + MQTTSize.binary(authenticationData) }
         if requestProblemInformation != nil { length += 2 }
         if willDelayInterval != nil { length += 5 }
         if requestResponseInformation != nil { length += 2 }

@@ -12,7 +12,7 @@ struct InProcessClientTests {
         let loop = EmbeddedEventLoop()
         let broker = try makeBroker(loop) { $0.maxConnections = 1 }
         let received = NIOLockedValueBox<[String]>([])
-        let service = InProcessClient(broker: broker, clientId: "$svc", eventLoop: loop) { publish in
+        let service = InProcessClient(broker: broker, clientId: "$drover/svc", eventLoop: loop) { publish in
             received.withLockedValue { $0.append(publish.topic) }
         }
         let connected = service.connect()
@@ -33,6 +33,6 @@ struct InProcessClientTests {
         loop.run()
         try answered.wait()
         #expect(try device.publishes().map(\.text) == ["done"])
-        #expect(broker.sessionInflightCount("$svc") == 0, "the client's PUBACK for the request went back")
+        #expect(broker.sessionInflightCount("$drover/svc") == 0, "the client's PUBACK for the request went back")
     }
 }

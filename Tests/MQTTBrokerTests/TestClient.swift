@@ -4,7 +4,8 @@ import NIOCore
 import NIOEmbedded
 
 extension ListenerInfo {
-    static let loopback = ListenerInfo(name: "mqtt", isLoopback: true, allowAnonymous: true)
+    // EmbeddedChannel has no peer address: the anonymous-from-loopback rule has tests of its own.
+    static let loopback = ListenerInfo(name: "mqtt", isLoopback: true, allowAnonymous: true, anonymousFromAnyAddress: true)
     static let publicNoAnonymous = ListenerInfo(name: "mqtt", isLoopback: false, allowAnonymous: false)
 }
 
@@ -68,10 +69,10 @@ final class TestClient {
     @discardableResult
     func connect(
         _ clientId: String, cleanStart: Bool = true, keepAlive: UInt16 = 60, will: ConnectPacket.Will? = nil,
-        properties: MQTTProperties = .init()
+        properties: MQTTProperties = .init(), username: String? = nil
     ) throws -> ConnAckPacket? {
         try send(.connect(ConnectPacket(protocolVersion: version, clientId: clientId, cleanStart: cleanStart,
-                                        keepAlive: keepAlive, will: will, properties: properties)))
+                                        keepAlive: keepAlive, username: username, will: will, properties: properties)))
         return try take { if case .connack(let ack) = $0 { ack } else { nil } }
     }
 

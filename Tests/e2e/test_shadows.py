@@ -19,9 +19,16 @@ def body(response) -> dict:
     return json.loads(response["payload"].read())
 
 
+def registered_thing(srv, prefix: str) -> str:
+    """Shadows exist for things in the registry (shadows.require_registered_thing)."""
+    thing = uid(prefix).replace("-", "_")
+    aws.iot(srv).create_thing(thingName=thing)
+    return thing
+
+
 def test_iot_data_update_get_delete(drover):
     data = aws.iot_data(drover)
-    thing = uid("shadow").replace("-", "_")
+    thing = registered_thing(drover, "shadow")
     accepted = body(data.update_thing_shadow(thingName=thing, payload=json.dumps(
         {"state": {"desired": {"color": "red", "level": 5}}, "clientToken": "tok-1"})))
     assert accepted["version"] == 1 and accepted["clientToken"] == "tok-1"
@@ -61,7 +68,7 @@ def test_iot_data_update_get_delete(drover):
 
 def test_named_shadows_and_listing(drover):
     data = aws.iot_data(drover)
-    thing = uid("named").replace("-", "_")
+    thing = registered_thing(drover, "named")
     for name in ("config", "telemetry", "alpha"):
         data.update_thing_shadow(thingName=thing, shadowName=name, payload=json.dumps({"state": {"reported": {"n": name}}}))
     assert body(data.get_thing_shadow(thingName=thing, shadowName="config"))["state"]["reported"] == {"n": "config"}
@@ -74,7 +81,7 @@ def test_named_shadows_and_listing(drover):
 
 
 def test_mqtt_topics_and_delta_from_http(drover, clients):
-    thing = uid("dev").replace("-", "_")
+    thing = registered_thing(drover, "dev")
     base = f"$aws/things/{thing}/shadow"
     device = Paho(drover.mqtt_port, client_id=thing)
     clients.append(device)
@@ -116,7 +123,7 @@ def test_mqtt_topics_and_delta_from_http(drover, clients):
 
 
 def test_offline_device_gets_the_delta_on_reconnect(drover, clients):
-    thing = uid("sleepy").replace("-", "_")
+    thing = registered_thing(drover, "sleepy")
     topic = f"$aws/things/{thing}/shadow/update/delta"
     from clients import PacketTypes, props
     exp = props(PacketTypes.CONNECT, SessionExpiryInterval=300)
@@ -175,7 +182,7 @@ def _missing(data, thing) -> bool:
 def test_too_many_requests_in_flight_is_429(drover_factory, clients):
     from mqtt_raw import RawClient, publish_packet
     srv = drover_factory(DROVER_SHADOWS_MAX_IN_FLIGHT=2)
-    thing = uid("busy").replace("-", "_")
+    thing = registered_thing(srv, "busy")
     base = f"$aws/things/{thing}/shadow"
     watcher = Paho(srv.mqtt_port)
     clients.append(watcher)

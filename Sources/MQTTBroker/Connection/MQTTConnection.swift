@@ -32,6 +32,8 @@ public final class MQTTConnection: @unchecked Sendable {
     private var out: ByteBuffer
     private var admitted = false
     private var cleanedUp = false
+    /// Counted in the broker's connections that have not been accepted yet.
+    private var countedPending = false
     /// Made on demand by `serverDisconnect`, fulfilled when the transport is gone.
     private var closedPromise: EventLoopPromise<Void>?
 
@@ -87,7 +89,9 @@ public final class MQTTConnection: @unchecked Sendable {
         self.listener = listener
         self.remoteAddress = remoteAddress
         self.transport = transport
-        self.decoder = MQTTPacketDecoder(maximumPacketSize: broker.configuration.maxPacketSize)
+        // Until CONNECT is accepted only the CONNECT itself may come, within its own bound.
+        self.decoder = MQTTPacketDecoder(
+            maximumPacketSize: min(broker.configuration.maxConnectPacketSize, broker.configuration.maxPacketSize))
         self.out = allocator.buffer(capacity: 0)
         self.lastActivity = eventLoop.now
     }
@@ -96,7 +100,19 @@ public final class MQTTConnection: @unchecked Sendable {
 
     /// Starts the timer for the first CONNECT.
     public func start() {
-        guard connectTimeoutTask == nil, state == .awaitingConnect else { return }
+        guard connectTimeoutTask == nil, state == .awaitingConnect, !countedPending else { return }
+        // The broker's own clients are not network connections: no limit, no packet bound.
+        if listener == InProcessClient.listener {
+            decoder.maximumPacketSize = 268_435_460
+        } else if broker.beginPending() {
+            countedPending = true
+        } else {
+            broker.metrics.limitHit(.pendingConnections)
+            logger.debug("too many connections waiting for CONNECT", metadata: ["remote": "\(remoteAddress ?? "-")"])
+            state = .closed
+            transport?.close()
+            return
+        }
         let timeout = TimeAmount.nanoseconds(Int64(broker.configuration.connectTimeout * 1e9))
         connectTimeoutTask = eventLoop.scheduleTask(in: timeout) { [self] in
             if state == .awaitingConnect {
@@ -144,6 +160,13 @@ public final class MQTTConnection: @unchecked Sendable {
             failed(MQTTCodecError.malformed("\(error)"))
         }
         finishRead()
+    }
+
+    /// The connection is no longer waiting for its CONNECT to be accepted.
+    private func endPending() {
+        guard countedPending else { return }
+        countedPending = false
+        broker.endPending()
     }
 
     /// Delivers what the packets just handled published, sends the replies, wakes subscribers.
@@ -252,6 +275,25 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         var assigned: String?
         clientId = connect.clientId
+        let config = broker.configuration
+        let isInternal = listener == InProcessClient.listener
+        if !isInternal {
+            if let problem = Self.clientIdProblem(connect.clientId, maxLength: config.maxClientIdLength) {
+                broker.metrics.limitHit(.clientId)
+                let quoted = connect.clientId.clipped(toBytes: 64)
+                clientId = quoted
+                return refuse(.clientIdentifierNotValid, "client id \(quoted) \(problem)")
+            }
+            let userProperties = properties.userProperties.count + (connect.will?.properties.userProperties.count ?? 0)
+            if userProperties > config.maxUserProperties {
+                broker.metrics.limitHit(.userProperties)
+                return refuse(.quotaExceeded, "more than \(config.maxUserProperties) user properties")
+            }
+            if let will = connect.will, let limit = broker.topicLimit(will.topic) {
+                broker.metrics.limitHit(limit)
+                return refuse(.topicNameInvalid, "the will topic is longer than the limits allow")
+            }
+        }
         if clientId.isEmpty {
             // [MQTT-3.1.3-8] 3.1.1 takes an empty id only with a clean session.
             if version == .v311 && !connect.cleanStart {
@@ -260,19 +302,25 @@ public final class MQTTConnection: @unchecked Sendable {
             clientId = "drover-" + (0..<4).map { _ in String(UInt32.random(in: 0...UInt32.max), radix: 16) }.joined()
             assigned = version == .v5 ? clientId : nil
         }
-        let config = broker.configuration
         let requestedExpiry: UInt32 = version == .v5 ? (properties.sessionExpiryInterval ?? 0) : (connect.cleanStart ? 0 : UInt32.max)
         let expiry = min(requestedExpiry, config.maxSessionExpiry)
         keepAlive = connect.keepAlive
+        // [MQTT-3.2.2-21] MQTT 5 clients always learn the keep-alive in force (Server Keep
+        // Alive); one that asked for none gets ours, so that no connection idles forever.
+        // MQTT 3.1.1 has no way to say so: a larger keep-alive is enforced at the maximum, and 0
+        // stays 0 as the spec allows.
         var serverKeepAlive: UInt16?
-        if keepAlive > config.maxKeepAlive || (keepAlive == 0 && version == .v5 && config.maxKeepAlive > 0 && false) {
+        if !isInternal && config.maxKeepAlive > 0
+            && (keepAlive > config.maxKeepAlive || (keepAlive == 0 && version == .v5)) {
+            broker.metrics.limitHit(.keepAlive)
             keepAlive = config.maxKeepAlive
-            serverKeepAlive = keepAlive
         }
+        if version == .v5 && !isInternal { serverKeepAlive = keepAlive }
         if let will = connect.will {
             self.will = WillBox(will)
             willDelay = will.properties.willDelayInterval ?? 0
         }
+        endPending()
         guard broker.admit(self) else {
             if broker.isShuttingDown { return refuse(.serverUnavailable, "the server is shutting down") }
             return refuse(.quotaExceeded, "the server has reached its connection limit")
@@ -309,7 +357,13 @@ public final class MQTTConnection: @unchecked Sendable {
     ) {
         guard state == .authenticating else { return }
         guard broker.authorizer.authorize(identity, .connect) else {
-            return refuse(.notAuthorized, "not authorized to connect as \(clientId)")
+            return refuse(.notAuthorized, "not authorized to connect as \(clientId.clipped(toBytes: 64))")
+        }
+        // AWS IoT refuses a connection whose will the client may not publish (iot:Publish, and
+        // iot:RetainPublish for a retained will). It is checked again when the will goes out.
+        if let will = will?.will, !broker.authorizer.authorize(identity, .publish(topic: will.topic, retain: will.retain)) {
+            broker.metrics.willsRefused.increment()
+            return refuse(.notAuthorized, "not authorized to publish the will to \(will.topic.clipped(toBytes: 64))")
         }
         self.identity = identity
         let (session, present) = broker.openSession(
@@ -328,6 +382,7 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         send(.connack(ConnAckPacket(sessionPresent: present, reasonCode: .success, properties: properties)))
         state = .connected
+        if !identity.isInternal { decoder.maximumPacketSize = broker.configuration.maxPacketSize }
         scheduleKeepAlive()
         logger.debug("connected", metadata: ["client": "\(clientId)", "version": "\(version)", "present": "\(present)"])
         resendInflight()
@@ -340,14 +395,15 @@ public final class MQTTConnection: @unchecked Sendable {
     /// Refuses a CONNECT with a CONNACK and closes, without a will.
     private func refuse(_ code: ReasonCode, _ reason: String) {
         publishWillOnClose = false
+        endPending()
         if version == .v5 {
             var properties = MQTTProperties()
-            if requestProblemInformation { properties.reasonString = reason }
+            if requestProblemInformation { properties.reasonString = clip(reason) }
             send(.connack(ConnAckPacket(reasonCode: code, properties: properties)))
         } else {
             send(.connack(ConnAckPacket(reasonCode: ReasonCode(code.v311ConnectReturnCode))))
         }
-        logger.info("connection refused", metadata: ["client": "\(clientId)", "reason": "\(code) \(reason)"])
+        logger.info("connection refused", metadata: ["client": "\(clientId.clipped(toBytes: 128))", "reason": "\(code) \(clip(reason))"])
         closeAfterFlush()
     }
 
@@ -397,25 +453,39 @@ public final class MQTTConnection: @unchecked Sendable {
         }
         broker.metrics.messageReceived(publish.qos, payload: publish.payload.readableBytes)
         if publish.qos == .exactlyOnce, let id = publish.packetId {
-            let duplicate = session.lock.withLock { session.inboundQoS2.contains(id) }
+            let (duplicate, unreleased) = session.lock.withLock {
+                (session.inboundQoS2.contains(id), session.inboundQoS2.count)
+            }
             if duplicate {
                 // [MQTT-4.3.3-9] Already received: acknowledge again, do not route again.
                 send(.pubrec(PublishAckPacket(packetId: id)))
                 return
             }
+            if unreleased >= broker.configuration.maxUnreleasedQoS2 {
+                broker.metrics.limitHit(.unreleasedQoS2)
+                return protocolViolation(.receiveMaximumExceeded, "more than \(broker.configuration.maxUnreleasedQoS2) QoS 2 messages not released")
+            }
         }
-        if publish.qos != .atMostOnce && version == .v5 {
+        if !identity.isInternal, let refusal = publishLimit(publish, topic: topic) {
+            return refusePublish(publish, refusal.0, refusal.1)
+        }
+        if publish.qos != .atMostOnce && version == .v5 && !identity.isInternal {
             // MQTT 5 clients were told our Receive Maximum in CONNACK; 3.1.1 clients are paced
-            // by reading instead (below).
+            // by reading instead (below). The broker's own services are paced by themselves.
             let inFlight = pendingQoS1 + session.lock.withLock { session.inboundQoS2.count }
             if inFlight >= Int(broker.configuration.receiveMaximum) {
+                broker.metrics.limitHit(.receiveMaximum)
                 return protocolViolation(.receiveMaximumExceeded, "more than \(broker.configuration.receiveMaximum) unacknowledged publishes")
             }
         }
         guard broker.authorizer.authorize(identity, .publish(topic: topic, retain: publish.retain)) else {
-            logger.info("publish not authorized", metadata: ["client": "\(clientId)", "topic": "\(topic)"])
+            logger.info("publish not authorized", metadata: [
+                "client": "\(clientId.clipped(toBytes: 128))", "topic": "\(topic.clipped(toBytes: 128))",
+            ])
             if version == .v5, let id = publish.packetId {
-                let ack = PublishAckPacket(packetId: id, reasonCode: .notAuthorized, properties: problem("not authorized to publish to \(topic)"))
+                let ack = PublishAckPacket(
+                    packetId: id, reasonCode: .notAuthorized,
+                    properties: problem("not authorized to publish to \(topic.clipped(toBytes: 64))"))
                 send(publish.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
             } else if let id = publish.packetId {
                 send(publish.qos == .atLeastOnce ? .puback(PublishAckPacket(packetId: id)) : .pubrec(PublishAckPacket(packetId: id)))
@@ -450,6 +520,38 @@ public final class MQTTConnection: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// The limit a PUBLISH breaks, with the reason code for it: the topic's length or levels
+    /// (0x90), its user properties, a retained message beyond the retained limits (0x97).
+    private func publishLimit(_ publish: PublishPacket, topic: String) -> (ReasonCode, String)? {
+        if let limit = broker.topicLimit(topic) {
+            broker.metrics.limitHit(limit)
+            return (.topicNameInvalid, limit == .topicLength
+                ? "topic longer than \(broker.configuration.maxTopicLength) bytes"
+                : "topic with more than \(broker.configuration.maxTopicLevels) levels")
+        }
+        if publish.properties.userProperties.count > broker.configuration.maxUserProperties {
+            broker.metrics.limitHit(.userProperties)
+            return (.quotaExceeded, "more than \(broker.configuration.maxUserProperties) user properties")
+        }
+        if publish.retain && publish.payload.readableBytes > 0,
+           let limit = broker.retainLimit(topic: topic, publisherId: clientId) {
+            broker.metrics.limitHit(limit)
+            return (.quotaExceeded, limit == .retainedTotal
+                ? "the server holds \(broker.configuration.maxRetainedMessages) retained messages"
+                : "this client has set \(broker.configuration.maxRetainedPerClient) retained messages")
+        }
+        return nil
+    }
+
+    /// A PUBLISH refused for a limit: MQTT 5 says why in the acknowledgement (QoS 0 is dropped
+    /// and counted); MQTT 3.1.1 has no negative acknowledgement, so the connection closes.
+    private func refusePublish(_ publish: PublishPacket, _ code: ReasonCode, _ reason: String) {
+        guard let id = publish.packetId else { return }
+        guard version == .v5 else { return protocolViolation(code, reason) }
+        let ack = PublishAckPacket(packetId: id, reasonCode: code, properties: problem(reason))
+        send(publish.qos == .atLeastOnce ? .puback(ack) : .pubrec(ack))
     }
 
     /// Sends PUBACK or PUBREC once the message is routed and durable.
@@ -562,27 +664,61 @@ public final class MQTTConnection: @unchecked Sendable {
         deliverBatch()
         guard let session, let identity else { return }
         let identifier = subscribe.properties.subscriptionIdentifiers.first
+        let config = broker.configuration
+        let limited = !identity.isInternal
+        if limited && subscribe.properties.userProperties.count > config.maxUserProperties {
+            broker.metrics.limitHit(.userProperties)
+            return protocolViolation(.quotaExceeded, "more than \(config.maxUserProperties) user properties")
+        }
         var codes: [ReasonCode] = []
         var accepted: [Subscription] = []
-        for requested in subscribe.subscriptions {
+        var refusal: String?
+        // New filters count against the session's subscription limit; a filter it holds
+        // already is replaced, and costs nothing.
+        var held = session.lock.withLock { session.subscriptions.count }
+        var seen: Set<String> = []
+        for (position, requested) in subscribe.subscriptions.enumerated() {
+            if limited && position >= config.maxFiltersPerSubscribe {
+                broker.metrics.limitHit(.filtersPerSubscribe)
+                refusal = "more than \(config.maxFiltersPerSubscribe) topic filters in one SUBSCRIBE"
+                codes.append(.quotaExceeded)
+                continue
+            }
             guard let filter = TopicFilter(requested.filter) else {
                 codes.append(.topicFilterInvalid)
                 continue
             }
             if filter.shareGroup != nil && requested.options.noLocal {
                 // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
-                return protocolViolation(.protocolError, "No Local on shared subscription \(filter.raw)")
+                return protocolViolation(.protocolError, "No Local on shared subscription \(filter.raw.clipped(toBytes: 64))")
+            }
+            if limited, let limit = broker.topicLimit(filter.raw) {
+                broker.metrics.limitHit(limit)
+                refusal = "topic filters must be at most \(config.maxTopicLength) bytes and \(config.maxTopicLevels) levels"
+                codes.append(.topicFilterInvalid)
+                continue
             }
             guard broker.authorizer.authorize(identity, .subscribe(filter: filter.raw)) else {
                 codes.append(.notAuthorized)
                 continue
+            }
+            let isNew = seen.insert(filter.raw).inserted
+                && !session.lock.withLock { session.subscriptions[filter.raw] != nil }
+            if limited && isNew {
+                guard held < config.maxSubscriptionsPerClient else {
+                    broker.metrics.limitHit(.subscriptionsPerClient)
+                    refusal = "a client may hold at most \(config.maxSubscriptionsPerClient) subscriptions"
+                    codes.append(.quotaExceeded)
+                    continue
+                }
+                held += 1
             }
             accepted.append(Subscription(filter: filter, options: requested.options, identifier: identifier))
             codes.append(ReasonCode(requested.options.qos.rawValue))
         }
         let existed = broker.subscribe(session, accepted)
         var properties = MQTTProperties()
-        if codes.contains(where: \.isFailure) { properties = problem("some topic filters were refused") }
+        if codes.contains(where: \.isFailure) { properties = problem(refusal ?? "some topic filters were refused") }
         send(.suback(SubAckPacket(packetId: subscribe.packetId, reasonCodes: codes, properties: properties)))
         // Retained messages follow the SUBACK, as Retain Handling says [MQTT-3.3.1-9..11]. They
         // get no overflow allowance: no publisher is waiting on them. (Only QoS 0 can be
@@ -664,14 +800,26 @@ public final class MQTTConnection: @unchecked Sendable {
         var waiters: [MQTTConnection] = []
         var more = false
         let now = eventLoop.now
-        let receiveMaximum = clientReceiveMaximum
+        let receiveMaximum = identity?.isInternal == true
+            ? clientReceiveMaximum : min(clientReceiveMaximum, broker.configuration.maxInflightOutbound)
+        let authorizer = broker.authorizer
+        var withheld: [UInt64] = []
         session.lock.withLock {
             guard session.connection === self else { return }
             while batch.count < budget, let next = session.queue.first {
-                if next.qos != .atMostOnce && session.inflight.count >= receiveMaximum { break }
+                if next.qos != .atMostOnce && session.inflight.count >= receiveMaximum {
+                    if receiveMaximum < clientReceiveMaximum { broker.metrics.limitHit(.inflightOutbound) }
+                    break
+                }
                 session.removeFirst()
                 if next.message.isExpired(at: now) {
                     expired.append(next.sequence)
+                    continue
+                }
+                // iot:Receive is decided when the message goes out, not only when it was queued:
+                // a policy may have changed meanwhile, or the queue may come from before a restart.
+                guard authorizer.authorize(session.identity, .receive(topic: next.message.topic)) else {
+                    withheld.append(next.sequence)
                     continue
                 }
                 var packetId: UInt16?
@@ -700,6 +848,12 @@ public final class MQTTConnection: @unchecked Sendable {
         if !expired.isEmpty {
             broker.metrics.drop(.expired, count: expired.count)
             for sequence in expired where sequence != 0 {
+                changes.append(.removeMessage(clientId: session.clientId, sequence: sequence))
+            }
+        }
+        if !withheld.isEmpty {
+            broker.metrics.drop(.notAuthorized, count: withheld.count)
+            for sequence in withheld where sequence != 0 {
                 changes.append(.removeMessage(clientId: session.clientId, sequence: sequence))
             }
         }
@@ -757,11 +911,12 @@ public final class MQTTConnection: @unchecked Sendable {
             if message.hasProperties { properties = message.properties }
             properties.subscriptionIdentifiers = delivery.subscriptionIdentifiers
             properties.messageExpiryInterval = message.remainingExpiry(at: now)
-            if clientTopicAliasMaximum > 0 {
+            let aliasMaximum = min(Int(clientTopicAliasMaximum), broker.configuration.maxOutboundTopicAliases)
+            if aliasMaximum > 0 {
                 if let alias = outboundAliases[topic] {
                     properties.topicAlias = alias
                     topic = ""
-                } else if outboundAliases.count < Int(clientTopicAliasMaximum) {
+                } else if outboundAliases.count < aliasMaximum {
                     let alias = UInt16(outboundAliases.count + 1)
                     outboundAliases[topic] = alias
                     properties.topicAlias = alias
@@ -834,13 +989,33 @@ public final class MQTTConnection: @unchecked Sendable {
 
     private func problem(_ reason: String) -> MQTTProperties {
         var properties = MQTTProperties()
-        if requestProblemInformation { properties.reasonString = reason }
+        if requestProblemInformation { properties.reasonString = clip(reason) }
         return properties
+    }
+
+    /// A reason string cut to the configured length: they quote client input, and what we send
+    /// must stay small whatever the client sent.
+    private func clip(_ reason: String) -> String {
+        let limit = broker.configuration.maxReasonStringLength
+        if reason.utf8.count > limit { broker.metrics.limitHit(.reasonString) }
+        return reason.clipped(toBytes: limit)
+    }
+
+    /// Why a client id is refused (nil: it is fine): too long, a control character, or the
+    /// prefix reserved for the broker's own clients.
+    static func clientIdProblem(_ id: String, maxLength: Int) -> String? {
+        if id.utf8.count > maxLength { return "is longer than \(maxLength) bytes" }
+        if id.hasPrefix(InProcessClient.reservedPrefix) { return "uses the reserved prefix \(InProcessClient.reservedPrefix)" }
+        if id.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) { return "contains a control character" }
+        return nil
     }
 
     // MARK: Closing
 
     private func failed(_ error: MQTTCodecError) {
+        if error.reasonCode == .packetTooLarge {
+            broker.metrics.limitHit(state == .awaitingConnect ? .connectPacketSize : .packetSize)
+        }
         if state == .awaitingConnect || state == .authenticating, error.reasonCode == .unsupportedProtocolVersion {
             // Answer in the shape the client expects: 3.1.1 return code 0x01, or MQTT 5 0x84.
             out.writeBytes([0x20, 0x02, 0x00, 0x01])
@@ -855,18 +1030,25 @@ public final class MQTTConnection: @unchecked Sendable {
     /// DISCONNECT with the reason first [MQTT-4.13.1-1]. The will is published.
     private func protocolViolation(_ code: ReasonCode, _ reason: String) {
         guard state != .closed else { return }
-        logger.info("closing connection", metadata: ["client": "\(clientId)", "reason": "\(code) \(reason)"])
+        let reason = clip(reason)
+        logger.info("closing connection", metadata: ["client": "\(clientId.clipped(toBytes: 128))", "reason": "\(code) \(reason)"])
         if state == .connected && version == .v5 {
-            send(.disconnect(DisconnectPacket(reasonCode: code, reasonString: reason)))
+            send(.disconnect(DisconnectPacket(reasonCode: code, reasonString: requestProblemInformation ? reason : nil)))
+            // The client may be sending what our earlier packets asked for (PUBREL for a PUBREC)
+            // as the DISCONNECT goes out: take it and drop it, so that it reads the DISCONNECT.
+            return closeAfterFlush(linger: Self.disconnectLinger)
         }
         closeAfterFlush()
     }
 
-    private func closeAfterFlush() {
+    /// How long a connection that we ended with a DISCONNECT goes on reading, at most.
+    static let disconnectLinger = TimeAmount.seconds(2)
+
+    private func closeAfterFlush(linger: TimeAmount? = nil) {
         flushPending()
         state = .closed
         releaseSession()
-        transport?.flushAndClose()
+        if let linger { transport?.flushAndLinger(linger) } else { transport?.flushAndClose() }
     }
 
     private func close() {
@@ -890,12 +1072,13 @@ public final class MQTTConnection: @unchecked Sendable {
     func takeOver(publishWill: Bool) {
         eventLoop.execute { [self] in
             guard state != .closed else { return }
-            if publishWill, let will = willMessage() {
-                broker.publish(will, from: nil) { _ in }
+            if publishWill, let will = willMessage(), let identity {
+                broker.publishWill(will, of: identity)
             }
             publishWillOnClose = false
             if version == .v5 {
-                send(.disconnect(DisconnectPacket(reasonCode: .sessionTakenOver, reasonString: "another connection uses client id \(clientId)")))
+                send(.disconnect(DisconnectPacket(
+                    reasonCode: .sessionTakenOver, reasonString: clip("another connection uses client id \(clientId.clipped(toBytes: 64))"))))
             }
             closeAfterFlush()
         }
@@ -910,7 +1093,7 @@ public final class MQTTConnection: @unchecked Sendable {
             if state != .closed {
                 publishWillOnClose = false
                 if state == .connected && version == .v5 {
-                    send(.disconnect(DisconnectPacket(reasonCode: code, reasonString: reason)))
+                    send(.disconnect(DisconnectPacket(reasonCode: code, reasonString: clip(reason))))
                 }
                 closeAfterFlush()
             }
@@ -932,6 +1115,7 @@ public final class MQTTConnection: @unchecked Sendable {
         guard !cleanedUp else { return }
         cleanedUp = true
         state = .closed
+        endPending()
         if keepAliveRegistered { broker.keepAliveSweeper(for: eventLoop).unregister(self) }
         connectTimeoutTask?.cancel()
         resumeTask?.cancel()

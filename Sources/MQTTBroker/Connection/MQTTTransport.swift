@@ -8,9 +8,17 @@ public protocol MQTTTransport: AnyObject {
     func flush()
     /// Flushes what was written, and closes once it has gone out.
     func flushAndClose()
+    /// Flushes what was written, ends our side once it has gone out, and goes on reading (the
+    /// connection drops what comes) until the peer closes or `linger` has passed.
+    func flushAndLinger(_ linger: TimeAmount)
     func close()
     /// Stops or resumes reading from the peer (backpressure on a publisher).
     func setReading(_ enabled: Bool)
+}
+
+extension MQTTTransport {
+    /// Transports without a half-close (WebSocket, in-process) close as before.
+    public func flushAndLinger(_ linger: TimeAmount) { flushAndClose() }
 }
 
 /// Runs MQTT on a channel whose inbound and outbound messages are bytes (TCP or TLS).
@@ -93,6 +101,21 @@ public final class MQTTChannelHandler: ChannelInboundHandler, MQTTTransport {
     }
 
     public func close() { context?.close(promise: nil) }
+
+    public func flushAndLinger(_ linger: TimeAmount) {
+        guard let context else { return }
+        let channel = context.channel
+        let empty = channel.allocator.buffer(capacity: 0)
+        context.writeAndFlush(wrapOutboundOut(empty)).assumeIsolated().whenComplete { _ in
+            // FIN behind the DISCONNECT, but still reading: a socket closed while the client is
+            // still sending (a PUBREL for a PUBREC it read before our DISCONNECT) is reset by the
+            // kernel, and the client's write fails before it has read the DISCONNECT.
+            channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
+            channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            let timer = channel.eventLoop.scheduleTask(in: linger) { channel.close(promise: nil) }
+            channel.closeFuture.whenComplete { _ in timer.cancel() }
+        }
+    }
 
     public func setReading(_ enabled: Bool) {
         guard let channel = context?.channel else { return }

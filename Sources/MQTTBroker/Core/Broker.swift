@@ -69,6 +69,8 @@ public final class Broker: @unchecked Sendable {
     let queueTotals = QueueTotals()
     private let retainedLock = NIOLock()
     private var retained: [String: BrokerMessage] = [:]
+    /// How many of `retained` each publisher set, for `maxRetainedPerClient` (guarded by `retainedLock`).
+    private var retainedByPublisher: [String: Int] = [:]
 
     public init(
         configuration: BrokerConfiguration = .init(),
@@ -143,6 +145,20 @@ public final class Broker: @unchecked Sendable {
         }
     }
 
+    /// Connections that have not had their CONNECT accepted yet.
+    private let pendingConnections = NIOLockedValueBox(0)
+
+    /// Counts a connection that has not sent CONNECT; false when `maxPendingConnections` wait already.
+    func beginPending() -> Bool {
+        pendingConnections.withLockedValue { count in
+            guard count < configuration.maxPendingConnections else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func endPending() { pendingConnections.withLockedValue { $0 -= 1 } }
+
     /// Counts a new connection in; false when the broker is full or shutting down.
     func admit(_ connection: MQTTConnection) -> Bool {
         stateLock.withLock {
@@ -183,7 +199,7 @@ public final class Broker: @unchecked Sendable {
         clientId: String, cleanStart: Bool, expiryInterval: UInt32, identity: ClientIdentity,
         protocolVersion: MQTTProtocolVersion, connection: MQTTConnection
     ) -> (session: Session, present: Bool) {
-        var wills: [BrokerMessage] = []
+        var wills: [(BrokerMessage, ClientIdentity)] = []
         var previous: MQTTConnection?
         let result: (Session, Bool) = stateLock.withLock {
             let existing = state.sessions[clientId]
@@ -196,7 +212,10 @@ public final class Broker: @unchecked Sendable {
             }
             let session: Session
             let present: Bool
-            if let existing, !cleanStart, !existing.ended {
+            // A session belongs to the principal that made it: another principal that names the
+            // same client id starts afresh and never sees the old queue.
+            let sameOwner = existing.map { old in old.lock.withLock { old.identity.owner == identity.owner } } ?? false
+            if let existing, !cleanStart, !existing.ended, sameOwner {
                 session = existing
                 present = true
                 session.lock.withLock {
@@ -208,7 +227,9 @@ public final class Broker: @unchecked Sendable {
                     session.expiryTask = nil
                 }
             } else {
-                if let existing, let will = endSessionLocked(existing) { wills.append(will) }
+                if let existing, let will = endSessionLocked(existing) {
+                    wills.append((will, existing.lock.withLock { existing.identity }))
+                }
                 session = Session(clientId: clientId, identity: identity, protocolVersion: protocolVersion,
                                   expiryInterval: expiryInterval, totals: queueTotals)
                 state.sessions[clientId] = session
@@ -231,7 +252,7 @@ public final class Broker: @unchecked Sendable {
             previous.takeOver(publishWill: !result.1)
         }
         persist(result.0)
-        for will in wills { publish(will, from: nil) { _ in } }
+        for (will, owner) in wills { publishWill(will, of: owner) }
         return result
     }
 
@@ -241,6 +262,7 @@ public final class Broker: @unchecked Sendable {
         var toPublish: [BrokerMessage] = []
         var waiters: [MQTTConnection] = []
         var persistAfter = false
+        let owner = session.lock.withLock { session.identity }
         defer {
             if persistAfter { persist(session) }
             // Publishers paused on this subscriber go on: nothing will drain its queue now.
@@ -287,7 +309,24 @@ public final class Broker: @unchecked Sendable {
                 }
             }
         }
-        for message in toPublish { publish(message, from: nil) { _ in } }
+        for message in toPublish { publishWill(message, of: owner) }
+    }
+
+    /// Publishes a will, once its owner may still publish it: policies may have changed since
+    /// CONNECT, where it was checked first.
+    func publishWill(_ will: BrokerMessage, of owner: ClientIdentity) {
+        guard authorizer.authorize(owner, .publish(topic: will.topic, retain: will.retain)) else {
+            metrics.willsRefused.increment()
+            logger.info("will not authorized", metadata: [
+                "client": "\(owner.clientId.clipped(toBytes: 128))", "topic": "\(will.topic.clipped(toBytes: 128))",
+            ])
+            return
+        }
+        if will.retain, let limit = retainLimit(topic: will.topic, publisherId: owner.clientId) {
+            metrics.limitHit(limit)
+            return
+        }
+        publish(will, from: nil) { _ in }
     }
 
     private func fireWill(_ session: Session) {
@@ -301,7 +340,7 @@ public final class Broker: @unchecked Sendable {
         }
         if let will {
             persist(session)
-            publish(will, from: nil) { _ in }
+            publishWill(will, of: session.lock.withLock { session.identity })
         }
     }
 
@@ -311,7 +350,7 @@ public final class Broker: @unchecked Sendable {
             guard !connected, state.sessions[session.clientId] === session else { return nil }
             return endSessionLocked(session)
         }
-        if let will { publish(will, from: nil) { _ in } }
+        if let will { publishWill(will, of: session.lock.withLock { session.identity }) }
     }
 
     /// Removes a session and its subscriptions. Returns a pending will, which is due now that
@@ -501,14 +540,45 @@ public final class Broker: @unchecked Sendable {
     private func setRetained(_ message: BrokerMessage) -> BrokerStoreChange {
         retainedLock.withLock {
             defer { metrics.retained.record(retained.count) }
+            if let old = retained[message.topic] { countRetainedLocked(old.publisherId, -1) }
             if message.payload.readableBytes == 0 {
                 // [MQTT-3.3.1-6] An empty retained message clears the topic.
                 retained[message.topic] = nil
                 return .deleteRetained(topic: message.topic)
             }
             retained[message.topic] = message
+            countRetainedLocked(message.publisherId, 1)
             return .putRetained(message.stored())
         }
+    }
+
+    private func countRetainedLocked(_ publisher: String?, _ delta: Int) {
+        guard let publisher else { return }
+        let count = (retainedByPublisher[publisher] ?? 0) + delta
+        retainedByPublisher[publisher] = count > 0 ? count : nil
+    }
+
+    /// The limit a new retained message would break (nil: it may be kept). Replacing or clearing
+    /// a retained message never does.
+    func retainLimit(topic: String, publisherId: String) -> BrokerLimit? {
+        retainedLock.withLock {
+            guard retained[topic] == nil else { return nil }
+            if retained.count >= configuration.maxRetainedMessages { return .retainedTotal }
+            if (retainedByPublisher[publisherId] ?? 0) >= configuration.maxRetainedPerClient { return .retainedPerClient }
+            return nil
+        }
+    }
+
+    /// The limit a topic name or filter breaks: its length in bytes, or its number of levels.
+    public func topicLimit(_ topic: String) -> BrokerLimit? {
+        let utf8 = topic.utf8
+        if utf8.count > configuration.maxTopicLength { return .topicLength }
+        var levels = 1
+        for byte in utf8 where byte == UInt8(ascii: "/") {
+            levels += 1
+            if levels > configuration.maxTopicLevels { return .topicLevels }
+        }
+        return nil
     }
 
     /// The retained messages that a new subscription to `filter` receives.
@@ -549,7 +619,8 @@ public final class Broker: @unchecked Sendable {
                     StoredSubscription(filter: $0.filter.raw, options: $0.options, subscriptionIdentifier: $0.identifier)
                 },
                 inboundQoS2: Array(session.inboundQoS2), disconnectedAt: session.disconnectedAt,
-                pendingWill: session.pendingWill?.stored(), willDueAt: session.willDueAt)
+                pendingWill: session.pendingWill?.stored(), willDueAt: session.willDueAt,
+                owner: StoredSessionOwner(session.identity))
         }()
         return stored.map { .putSession($0) }
     }
@@ -570,19 +641,28 @@ public final class Broker: @unchecked Sendable {
         }
         for stored in recovered.retained {
             let restored = message(stored)
-            if !restored.isExpired(at: now) { retained[stored.topic] = restored }
+            if !restored.isExpired(at: now) {
+                retained[stored.topic] = restored
+                countRetainedLocked(restored.publisherId, 1)
+            }
         }
         var expiredWhileDown: [String] = []
-        var dueWills: [BrokerMessage] = []
+        var dueWills: [(BrokerMessage, ClientIdentity)] = []
         defer {
             if !expiredWhileDown.isEmpty {
                 store.commit(expiredWhileDown.map { .deleteSession(clientId: $0) }) { _ in }
             }
-            for will in dueWills { publish(will, from: nil) { _ in } }
+            for (will, owner) in dueWills { publishWill(will, of: owner) }
         }
         for stored in recovered.sessions {
-            let identity = ClientIdentity(clientId: stored.clientId, username: nil,
-                                          listener: ListenerInfo(name: "mqtt", isLoopback: true, allowAnonymous: true))
+            // The session keeps the principal that made it; policies apply to it as before the
+            // restart. A session stored before owners were kept has none: it is anonymous, and a
+            // client with a certificate that resumes it starts afresh.
+            let owner = stored.owner ?? StoredSessionOwner(listener: "mqtt")
+            let identity = ClientIdentity(
+                clientId: stored.clientId, username: owner.username,
+                listener: ListenerInfo(name: owner.listener, isLoopback: false, allowAnonymous: owner.principal == nil),
+                principal: owner.principal, attributes: owner.attributes)
             let session = Session(clientId: stored.clientId, identity: identity, protocolVersion: stored.protocolVersion,
                                   expiryInterval: stored.expiryInterval, totals: queueTotals)
             session.inboundQoS2 = Set(stored.inboundQoS2)
@@ -613,7 +693,7 @@ public final class Broker: @unchecked Sendable {
             if stored.expiryInterval != UInt32.max && remaining <= 0 {
                 expiredWhileDown.append(stored.clientId)
                 // [MQTT-3.1.3-9] The session ended: its pending will is due now.
-                if let will { dueWills.append(will) }
+                if let will { dueWills.append((will, identity)) }
                 for subscription in session.subscriptions.values { index.remove(session, subscription.filter) }
                 continue
             }
@@ -622,7 +702,7 @@ public final class Broker: @unchecked Sendable {
             if let pending = will, let dueAt = stored.willDueAt {
                 let delay = dueAt - wallNow
                 if delay <= 0 {
-                    dueWills.append(pending)
+                    dueWills.append((pending, identity))
                     will = nil
                 } else {
                     session.pendingWill = pending

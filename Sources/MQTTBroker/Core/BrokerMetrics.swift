@@ -28,6 +28,9 @@ public final class BrokerMetrics: Sendable {
     let quotaExceeded: Counter
     let queuedMessages: Gauge
     let queuedBytes: Gauge
+    let limitHits: [BrokerLimit: Counter]
+    /// Messages withheld by authorization: at delivery (`iot:Receive`), and wills refused.
+    let willsRefused: Counter
 
     public init(factory: any MetricsFactory, listeners: [String] = ["mqtt", "mqtts", "ws"]) {
         received = (0...2).map {
@@ -63,7 +66,17 @@ public final class BrokerMetrics: Sendable {
             label: "drover_mqtt_publishes_refused_total", dimensions: [("reason", "quota_exceeded")], factory: factory)
         queuedMessages = Gauge(label: "drover_mqtt_queued_messages", factory: factory)
         queuedBytes = Gauge(label: "drover_mqtt_queued_bytes", factory: factory)
+        var limitHits: [BrokerLimit: Counter] = [:]
+        for limit in BrokerLimit.allCases {
+            limitHits[limit] = Counter(
+                label: "drover_mqtt_limit_hits_total", dimensions: [("limit", limit.rawValue)], factory: factory)
+        }
+        self.limitHits = limitHits
+        willsRefused = Counter(label: "drover_mqtt_wills_refused_total", factory: factory)
     }
+
+    /// A client ran into one of the configured limits.
+    public func limitHit(_ limit: BrokerLimit) { limitHits[limit]?.increment() }
 
     /// Metrics that go nowhere, for tests.
     public static func noop() -> BrokerMetrics { BrokerMetrics(factory: NOOPMetricsHandler.instance) }

@@ -45,6 +45,22 @@ public struct ClientIdentity: Sendable, Hashable {
         self.principal = principal
         self.attributes = attributes
     }
+
+    /// What a session's ownership compares: the principal, and for anonymous clients the
+    /// kind of listener (an in-process client is never the same owner as a network one).
+    var owner: SessionOwnerKey {
+        SessionOwnerKey(principal: principal, thing: attributes["thing"],
+                        isInternal: listener.name == InProcessClient.listener.name)
+    }
+
+    /// Whether this is one of the broker's own in-process clients.
+    public var isInternal: Bool { listener.name == InProcessClient.listener.name }
+}
+
+struct SessionOwnerKey: Hashable {
+    var principal: String?
+    var thing: String?
+    var isInternal: Bool
 }
 
 /// The outcome of authentication: a value, not an error.
@@ -79,10 +95,33 @@ public struct LoopbackAnonymousAuthenticator: MQTTAuthenticator {
 
     public func authenticate(_ request: AuthenticationRequest, on eventLoop: any EventLoop) -> EventLoopFuture<AuthenticationResult> {
         if request.listener.allowAnonymous {
-            return eventLoop.makeSucceededFuture(.allow(principal: nil, attributes: [:]))
+            // Allowed by default only on loopback, and then for peers on loopback: a listener
+            // reached from elsewhere (a forwarded port, a proxy) admits none unless the operator
+            // allowed anonymous clients from any address.
+            if request.listener.anonymousFromAnyAddress || Self.isLoopbackPeer(request.remoteAddress) {
+                return eventLoop.makeSucceededFuture(.allow(principal: nil, attributes: [:]))
+            }
+            return eventLoop.makeSucceededFuture(
+                .deny(.notAuthorized, reason: "anonymous clients are allowed only from loopback"))
         }
         return eventLoop.makeSucceededFuture(
             .deny(.notAuthorized, reason: "anonymous clients are not allowed on listener \(request.listener.name)"))
+    }
+}
+
+extension LoopbackAnonymousAuthenticator {
+    /// Whether "ip:port" (as ``AuthenticationRequest/remoteAddress`` has it) is on loopback.
+    public static func isLoopbackPeer(_ address: String?) -> Bool {
+        guard let address else { return false }
+        if address == "in-process" { return true }
+        // "host:port": the host is everything before the last colon (IPv6 hosts hold colons).
+        guard let colon = address.lastIndex(of: ":") else { return false }
+        var host = address[..<colon]
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        if host == "::1" { return true }
+        if host.hasPrefix("::ffff:") { host = host.dropFirst("::ffff:".count) }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
     }
 }
 

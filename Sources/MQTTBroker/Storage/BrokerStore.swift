@@ -51,10 +51,13 @@ public struct StoredSession: Sendable, Hashable {
     /// A will waiting for its delay, and when it is due (seconds since 1970).
     public var pendingWill: StoredMessage?
     public var willDueAt: Double?
+    /// Who made the session; nil in sessions stored before owners were kept.
+    public var owner: StoredSessionOwner?
 
     public init(clientId: String, protocolVersion: MQTTProtocolVersion, expiryInterval: UInt32,
                 subscriptions: [StoredSubscription], inboundQoS2: [UInt16], disconnectedAt: Double? = nil,
-                pendingWill: StoredMessage? = nil, willDueAt: Double? = nil) {
+                pendingWill: StoredMessage? = nil, willDueAt: Double? = nil, owner: StoredSessionOwner? = nil) {
+        self.owner = owner
         self.clientId = clientId
         self.protocolVersion = protocolVersion
         self.expiryInterval = expiryInterval
@@ -63,6 +66,29 @@ public struct StoredSession: Sendable, Hashable {
         self.disconnectedAt = disconnectedAt
         self.pendingWill = pendingWill
         self.willDueAt = willDueAt
+    }
+}
+
+/// The principal a session belongs to, kept with it so that a restart does not lose who may
+/// resume it and what its policies allow.
+public struct StoredSessionOwner: Sendable, Hashable, Codable {
+    /// The listener name ("mqtt", "mqtts", "ws").
+    public var listener: String
+    public var username: String?
+    /// The certificate id on mutual TLS; nil when anonymous.
+    public var principal: String?
+    public var attributes: [String: String]
+
+    public init(listener: String, username: String? = nil, principal: String? = nil, attributes: [String: String] = [:]) {
+        self.listener = listener
+        self.username = username
+        self.principal = principal
+        self.attributes = attributes
+    }
+
+    public init(_ identity: ClientIdentity) {
+        self.init(listener: identity.listener.name, username: identity.username, principal: identity.principal,
+                  attributes: identity.attributes)
     }
 }
 
