@@ -122,13 +122,20 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Signature Version 4: canonical requests, verification and signing. Crypto and Foundation
+        // only, so that the load tool and the fuzzers use it without the HTTP stack.
+        .target(
+            name: "DroverSigV4",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         // The HTTP port: health, metrics, MQTT over WebSocket, and the AWS IoT control plane
         // (SigV4, AWS error shapes).
         .target(
             name: "DroverHTTP",
             dependencies: [
                 "MQTTBroker", "MQTTCodec", "DroverRegistry", "DroverPolicy", "DroverIdentity", "DroverShadow", "DroverShadowService",
-                "DroverFleetConfig",
+                "DroverFleetConfig", "DroverSigV4",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -155,7 +162,7 @@ let package = Package(
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverApp", "DroverHTTP",
+                "DroverApp", "DroverHTTP", "DroverSigV4",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -168,12 +175,33 @@ let package = Package(
         .executableTarget(
             name: "drover-load",
             dependencies: [
-                // Only for SigV4Signer, to sign control-plane requests as boto3 does.
-                "DroverHTTP",
+                // To sign control-plane requests as boto3 does.
+                "DroverSigV4",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Fuzzing entry points (codec, connection, shadow JSON, policy, SigV4): libFuzzer runs
+        // them through drover-fuzz, and the tests replay the corpus and every crash found.
+        .target(
+            name: "DroverFuzzTargets",
+            dependencies: [
+                "MQTTCodec", "MQTTBroker", "DroverShadow", "DroverPolicy", "DroverSigV4",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "drover-fuzz",
+            dependencies: ["DroverFuzzTargets"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DroverFuzzTests",
+            dependencies: ["DroverFuzzTargets"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -219,7 +247,7 @@ let package = Package(
         .testTarget(
             name: "DroverAppTests",
             dependencies: [
-                "DroverApp", "DroverHTTP", "MQTTBroker",
+                "DroverApp", "DroverHTTP", "DroverSigV4", "MQTTBroker",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,6 +1,7 @@
 import DroverFleetConfig
 import DroverRegistry
 import DroverShadowService
+import DroverSigV4
 import Foundation
 import HTTPTypes
 import Hummingbird

@@ -1,5 +1,5 @@
 import ArgumentParser
-import DroverHTTP
+import DroverSigV4
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking

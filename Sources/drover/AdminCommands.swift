@@ -1,6 +1,7 @@
 import ArgumentParser
 import DroverApp
 import DroverHTTP
+import DroverSigV4
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking

@@ -1,4 +1,4 @@
-@testable import DroverHTTP
+@testable import DroverSigV4
 import Foundation
 import Testing
 

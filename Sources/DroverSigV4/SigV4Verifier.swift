@@ -6,27 +6,37 @@ import Foundation
 ///
 /// The outcome is a value: a verified caller, or the reason the request is refused, phrased so
 /// that the user knows what to fix.
-struct SigV4Verifier: Sendable {
-    struct Request {
-        var method: String
+public struct SigV4Verifier: Sendable {
+    public struct Request {
+        public var method: String
         /// The path as it came on the wire (still percent-encoded).
-        var rawPath: String
-        var rawQuery: String
+        public var rawPath: String
+        public var rawQuery: String
         /// Header names in lowercase; repeated headers appear once each.
-        var headers: [(String, String)]
-        var body: [UInt8]
+        public var headers: [(String, String)]
+        public var body: [UInt8]
+
+        public init(method: String, rawPath: String, rawQuery: String, headers: [(String, String)], body: [UInt8]) {
+            self.method = method
+            self.rawPath = rawPath
+            self.rawQuery = rawQuery
+            self.headers = headers
+            self.body = body
+        }
     }
 
-    enum Outcome: Equatable {
+    public enum Outcome: Equatable, Sendable {
         case verified(accessKeyId: String, region: String, service: String)
         /// `code` is the AWS error type; every refusal is HTTP 403.
         case refused(code: String, message: String)
     }
 
     /// The largest difference allowed between the request's date and ours.
-    var maxSkew: TimeInterval = 15 * 60
+    public var maxSkew: TimeInterval = 15 * 60
 
-    func verify(_ request: Request, now: Date, secret: (String) -> String?) -> Outcome {
+    public init() {}
+
+    public func verify(_ request: Request, now: Date, secret: (String) -> String?) -> Outcome {
         let query = Self.parseQuery(request.rawQuery)
         let header = request.headers.first { $0.0 == "authorization" }?.1
         let presigned = query.contains { $0.0 == "X-Amz-Signature" }
