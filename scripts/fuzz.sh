@@ -20,9 +20,9 @@ TARGETS=("$@")
 scripts/install-build-deps.sh
 echo "== building drover-fuzz with libFuzzer and AddressSanitizer (.build-fuzz)"
 swift build --product drover-fuzz --scratch-path .build-fuzz \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING >/tmp/drover-fuzz-build.log 2>&1 \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -use-ld=lld >/tmp/drover-fuzz-build.log 2>&1 \
     || { tail -40 /tmp/drover-fuzz-build.log; exit 1; }
-BIN="$(swift build --product drover-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING --show-bin-path)/drover-fuzz"
+BIN="$(swift build --product drover-fuzz --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -use-ld=lld --show-bin-path)/drover-fuzz"
 
 status=0
 for target in "${TARGETS[@]}"; do
@@ -33,7 +33,7 @@ for target in "${TARGETS[@]}"; do
     log=".build-fuzz/fuzz-$target.log"
     echo "== $target for ${SECONDS_PER_TARGET}s"
     set +e
-    DROVER_FUZZ_TARGET="$target" ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1" "$BIN" \
+    DROVER_FUZZ_TARGET="$target" SWIFT_BACKTRACE=enable=no ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1" "$BIN" \
         -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=4096 -max_len=70000 \
         -artifact_prefix="$crashes/" -print_final_stats=1 "$work" >"$log" 2>&1
     rc=$?

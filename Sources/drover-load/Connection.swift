@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 enum LoadError: Error, CustomStringConvertible {
     case connackRefused(UInt8)
@@ -274,7 +275,10 @@ struct Connector: Sendable {
         self.role = role
     }
 
+    /// `tls`: a mutual-TLS client context (the device's certificate and key, the server's CA);
+    /// nil for plain TCP.
     func connect<Handler: LoadConnection>(
+        tls: NIOSSLContext? = nil,
         _ makeHandler: @escaping @Sendable () -> Handler
     ) -> EventLoopFuture<LoadClient<Handler>> {
         var bootstrap = ClientBootstrap(group: group)
@@ -295,6 +299,9 @@ struct Connector: Sendable {
         }
         bootstrap = bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
+                if let tls {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil))
+                }
                 try channel.pipeline.syncOperations.addHandler(makeHandler())
             }
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// The entry point. Inside an async function `main()` resolves to `AsyncParsableCommand.main()`; called from
 /// top-level code it would pick the synchronous `ParsableCommand.main()`, which refuses async subcommands.
@@ -78,6 +79,12 @@ struct Fanin: AsyncParsableCommand {
     @Flag(help: "QoS 1: stamp each PUBLISH and report end-to-end latency percentiles (payload >= 16 B).")
     var latency = false
 
+    @Option(help: "Publishers connect over mutual TLS with the devices in this directory: N.pem, N.key and N.id (the client id) for N = 0..., and ca.pem.")
+    var tlsDir: String?
+
+    @Option(help: "The mutual-TLS port, with --tls-dir (the subscriber stays on --port).")
+    var tlsPort = 8883
+
     func validate() throws {
         guard publishers > 0 else { throw ValidationError("--publishers must be positive") }
         guard !latency || (qos == 1 && payload >= LoadPayload.minimumForTimestamp) else {
@@ -104,9 +111,11 @@ struct Fanin: AsyncParsableCommand {
             group: groups.subscribers, host: common.host, port: common.port, role: .subscriber
         )
         let publisherConnector = try Connector(
-            group: groups.publishers, host: common.host, port: common.port,
+            group: groups.publishers, host: common.host, port: tlsDir == nil ? common.port : tlsPort,
             role: .publisher(sendBuffer: common.sendBuffer)
         )
+        let devices = try tlsDir.map { try TLSDevices(directory: $0, count: publishers) }
+        if devices != nil { say("fanin: publishers over mutual TLS on port \(tlsPort), one certificate each") }
         say(
             "fanin: \(publishers) publishers -> 1 subscriber on #, QoS \(qos), \(payload) B payload, "
                 + "\(common.duration) s against \(common.host):\(common.port)")
@@ -126,9 +135,9 @@ struct Fanin: AsyncParsableCommand {
         let publisherClients = try await connectAll(
             count: publishers, on: group, closingOnFailure: [subscriber.channel]
         ) { index in
-            publisherConnector.connect {
+            publisherConnector.connect(tls: devices?.contexts[index]) {
                 FloodPublisher(
-                    options: .init(clientID: "load-fanin-pub-\(index)-\(pid)"),
+                    options: .init(clientID: devices?.clientIds[index] ?? "load-fanin-pub-\(index)-\(pid)"),
                     topic: "load/\(index)", qos: qos, payloadSize: payload, tag: tag, batchSize: batch,
                     inflight: inflight, stamp: recordLatency
                 )
@@ -197,8 +206,34 @@ struct Fanin: AsyncParsableCommand {
         }
         result.add("foreign", foreign)
         result.add("dropped_connections", dropped)
+        result.add("tls", devices == nil ? 0 : 1)
         result.emit()
         return dropped > 0 ? 1 : 0
+    }
+}
+
+/// Provisioned devices for mutual TLS: a client context per device, and its client id.
+struct TLSDevices {
+    let contexts: [NIOSSLContext]
+    let clientIds: [String]
+
+    init(directory: String, count: Int) throws {
+        var contexts: [NIOSSLContext] = []
+        var ids: [String] = []
+        let ca = try NIOSSLCertificate.fromPEMFile(directory + "/ca.pem")
+        for index in 0..<count {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.minimumTLSVersion = .tlsv12
+            configuration.trustRoots = .certificates(ca)
+            configuration.certificateVerification = .noHostnameVerification
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile("\(directory)/\(index).pem").map { .certificate($0) }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: "\(directory)/\(index).key", format: .pem))
+            contexts.append(try NIOSSLContext(configuration: configuration))
+            let id = try String(contentsOfFile: "\(directory)/\(index).id", encoding: .utf8)
+            ids.append(id.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        self.contexts = contexts
+        self.clientIds = ids
     }
 }
 

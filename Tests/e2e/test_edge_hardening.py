@@ -9,6 +9,7 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -363,3 +364,83 @@ def test_anonymous_needs_a_loopback_peer(drover_factory):
     srv2 = drover_factory(DROVER_MQTT_BIND="0.0.0.0", DROVER_MQTT_ALLOW_ANONYMOUS="true")
     with m.RawClient(srv2.mqtt_port) as c:
         assert c.connect("anon").reason == 0
+
+
+# -- TLS session resumption keeps the certificate checks --------------------------------------
+
+def _s_client(srv, dev, session_file: Path, mode: str, payload: bytes) -> subprocess.CompletedProcess:
+    """openssl s_client with the device's certificate, saving (-sess_out) or resuming
+    (-sess_in) a TLS 1.2 session, sending `payload` and reading for about a second."""
+    packet = session_file.with_suffix(".mqtt")
+    packet.write_bytes(payload)
+    # The payload, then a pause for the answer, then EOF: s_client ends when its input does.
+    script = (f"(cat {packet}; sleep 1.5) | openssl s_client -connect {HOST}:{srv.mqtts_port} -tls1_2 "
+              f"-CAfile {dev.ca} -cert {dev.cert} -key {dev.key} {mode} {session_file}")
+    return subprocess.run(["bash", "-c", script], capture_output=True, timeout=15)
+
+
+def test_tls_resumption_does_not_skip_the_certificate_checks(drover_factory, tmp_path):
+    srv = drover_factory(DROVER_E2E_TLS="1")
+    iot = aws.iot(srv)
+    policy = "resume_" + uid("p")[-6:]
+    iot.create_policy(policyName=policy, policyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    dev = provision(srv, tmp_path, policy=policy)
+    session = tmp_path / "tls-session.pem"
+    connect = m.connect_packet(dev.thing, version=4)
+    first = _s_client(srv, dev, session, "-sess_out", connect)
+    assert b"\x20\x02\x00\x00" in first.stdout, f"no CONNACK 0 over TLS: {first.stderr[-500:]!r}"
+    assert session.exists() and session.stat().st_size > 0
+
+    # Still valid: the session resumes, and the device gets in.
+    again = _s_client(srv, dev, session, "-sess_in", connect)
+    assert b"Reused, TLSv1.2" in again.stdout, "the TLS session was not resumed; the test proves nothing"
+    assert b"\x20\x02\x00\x00" in again.stdout
+
+    # Revoked: a resumed session skips the handshake's verification, and still gets no CONNACK 0.
+    iot.update_certificate(certificateId=dev.cert_id, newStatus="INACTIVE")
+    revoked = _s_client(srv, dev, session, "-sess_in", connect)
+    assert b"\x20\x02\x00\x00" not in revoked.stdout, "a revoked certificate got back in through a resumed TLS session"
+    if b"Reused, TLSv1.2" in revoked.stdout:
+        assert b"\x20\x02\x00\x05" in revoked.stdout, "the resumed connection was not refused with 0x05"
+
+
+def test_tls_resumption_after_the_ca_is_deactivated(drover_factory, tmp_path):
+    """At 5612e4b a CONNECT checked the certificate's own status but not its CA's: a resumed
+    TLS session got back in after the CA was deactivated."""
+    srv = drover_factory(DROVER_E2E_TLS="1")
+    iot = aws.iot(srv)
+    policy = "resume_ca_" + uid("p")[-6:]
+    iot.create_policy(policyName=policy, policyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    dev = provision(srv, tmp_path, policy=policy)
+    session = tmp_path / "tls-session.pem"
+    connect = m.connect_packet(dev.thing, version=4)
+    assert b"\x20\x02\x00\x00" in _s_client(srv, dev, session, "-sess_out", connect).stdout
+    ca_id = iot.describe_certificate(certificateId=dev.cert_id)["certificateDescription"]["caCertificateId"]
+    iot.update_ca_certificate(certificateId=ca_id, newStatus="INACTIVE")
+    resumed = _s_client(srv, dev, session, "-sess_in", connect)
+    assert b"Reused, TLSv1.2" in resumed.stdout, "the TLS session was not resumed; the test proves nothing"
+    assert b"\x20\x02\x00\x00" not in resumed.stdout, "a device of a deactivated CA got in through a resumed session"
+    assert b"\x20\x02\x00\x05" in resumed.stdout
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_connack_is_the_first_packet_when_a_resumed_session_redelivers(drover, version):
+    """[MQTT-3.2.0-1] Found by scripts/wirefuzz.py: a resumed session whose redelivery waited for
+    the store let a PINGRESP, sent in the same write as CONNECT, overtake the CONNACK."""
+    client_id = uid("resume-order")
+    props = [(m.P_SESSION_EXPIRY, 600)] if version == 5 else None
+    with m.RawClient(drover.mqtt_port) as a:
+        assert a.connect(client_id, version=version, clean=False, props=props).reason == 0
+        assert a.subscribe([("order/t", 1)], v5=version == 5) == [1]
+        a.send(m.publish_packet("order/t", b"unacked", qos=1, pid=3, v5=version == 5))
+        a.expect(m.PUBLISH, 5, skip=(m.PUBACK,))   # delivered to itself, never acknowledged
+    b = m.RawClient(drover.mqtt_port)
+    try:
+        b.send(m.connect_packet(client_id, version=version, clean=False, props=props) + m.pingreq_packet())
+        first = b.read_packet(5)
+        assert first.type == m.CONNACK, f"{first!r} went out before the CONNACK"
+        assert m.parse_connack(first, v5=version == 5).session_present
+    finally:
+        b.close()

@@ -979,8 +979,15 @@ public final class MQTTConnection: @unchecked Sendable {
         packet.encode(version: version, into: &out)
     }
 
-    private func flushPending() {
+    /// Writes what is encoded. While earlier output waits for the store, this waits behind it,
+    /// so packets go out in the order they were made ([MQTT-3.2.0-1]: CONNACK first). A closing
+    /// connection writes at once (`ignoringStore`): what waits is dropped with it anyway.
+    private func flushPending(ignoringStore: Bool = false) {
         guard out.readableBytes > 0, let transport else { return }
+        if awaitingStore > 0 && !ignoringStore {
+            writeAfterStore([])
+            return
+        }
         broker.metrics.bytesSent.increment(by: out.readableBytes)
         transport.write(out)
         transport.flush()
@@ -1020,7 +1027,9 @@ public final class MQTTConnection: @unchecked Sendable {
             // Answer in the shape the client expects: 3.1.1 return code 0x01, or MQTT 5 0x84.
             out.writeBytes([0x20, 0x02, 0x00, 0x01])
             publishWillOnClose = false
-            logger.info("unsupported protocol", metadata: ["remote": "\(remoteAddress ?? "-")", "error": "\(error.message)"])
+            logger.info("unsupported protocol", metadata: [
+                "remote": "\(remoteAddress ?? "-")", "error": "\(error.message.clipped(toBytes: 256))",
+            ])
             return closeAfterFlush()
         }
         protocolViolation(error.reasonCode, error.message)
@@ -1045,14 +1054,14 @@ public final class MQTTConnection: @unchecked Sendable {
     static let disconnectLinger = TimeAmount.seconds(2)
 
     private func closeAfterFlush(linger: TimeAmount? = nil) {
-        flushPending()
+        flushPending(ignoringStore: true)
         state = .closed
         releaseSession()
         if let linger { transport?.flushAndLinger(linger) } else { transport?.flushAndClose() }
     }
 
     private func close() {
-        flushPending()
+        flushPending(ignoringStore: true)
         state = .closed
         releaseSession()
         transport?.close()
