@@ -20,3 +20,12 @@ echo "== swift test (unit tests)"
 swift test --skip-build
 echo "== end-to-end tests against .build/debug/drover"
 DROVER_BIN="$ROOT/.build/debug/drover" .venv/bin/python -m pytest Tests/e2e -q -p no:cacheprovider
+# Bounded fuzzing: the wire-level fuzzer against a server of its own, then each libFuzzer target
+# (a build of its own with AddressSanitizer). DROVER_SKIP_FUZZ=1 skips both.
+if [ "${DROVER_SKIP_FUZZ:-0}" != 1 ]; then
+    echo "== wire-level fuzzing (${DROVER_WIREFUZZ_SECONDS:-30} s)"
+    scripts/wirefuzz.sh --binary "$ROOT/.build/debug/drover" --duration "${DROVER_WIREFUZZ_SECONDS:-30}" \
+        --clients 16 --out "$ROOT/.build/wirefuzz-out"
+    echo "== libFuzzer targets (${DROVER_FUZZ_SECONDS:-10} s each)"
+    scripts/fuzz.sh "${DROVER_FUZZ_SECONDS:-10}"
+fi

@@ -68,8 +68,14 @@ public struct SigV4Verifier: Sendable {
                                 message: "a presigned URL needs X-Amz-Algorithm=AWS4-HMAC-SHA256, X-Amz-Credential, X-Amz-Date, X-Amz-SignedHeaders and X-Amz-Signature")
             }
             (credential, signedHeaders, signature, amzDate) = (c, h, s, d)
-            if let expires = value("X-Amz-Expires").flatMap(Double.init), let signed = Self.parseDate(d),
-               now.timeIntervalSince(signed) > expires {
+            // A whole number of seconds, at most 7 days, as AWS requires; "inf" or "nan" is not one.
+            guard let expiresText = value("X-Amz-Expires"), let seconds = Int(expiresText), (1...604_800).contains(seconds)
+            else {
+                return .refused(code: "AuthorizationQueryParametersError",
+                                message: "X-Amz-Expires must be a number of seconds from 1 to 604800")
+            }
+            let expires = TimeInterval(seconds)
+            if let signed = Self.parseDate(d), now.timeIntervalSince(signed) > expires {
                 return .refused(code: "InvalidSignatureException",
                                 message: "the presigned URL expired at \(Self.format(signed.addingTimeInterval(expires)))")
             }

@@ -156,7 +156,9 @@ extension String {
     /// Reason strings and logs quote client input through this, never whole.
     public func clipped(toBytes maxBytes: Int) -> String {
         guard utf8.count > maxBytes else { return self }
-        let length = MQTTSize.clippedUTF8Length(utf8, limit: max(0, maxBytes - 3))
-        return String(decoding: utf8.prefix(length), as: UTF8.self) + "…"
+        // "…" takes 3 bytes; a limit too small for it gets the bare prefix.
+        let ellipsis = maxBytes >= 3
+        let length = MQTTSize.clippedUTF8Length(utf8, limit: max(0, ellipsis ? maxBytes - 3 : maxBytes))
+        return String(decoding: utf8.prefix(length), as: UTF8.self) + (ellipsis ? "…" : "")
     }
 }
