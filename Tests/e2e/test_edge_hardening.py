@@ -154,6 +154,14 @@ def _receive_policy(iot, name: str) -> None:
     }))
 
 
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _persistent_connect(client: m.RawClient, client_id: str) -> m.Connack:
     return client.connect(client_id, clean=False, props=[(m.P_SESSION_EXPIRY, 3600)])
 
@@ -191,6 +199,8 @@ def test_regression_policy_applies_to_a_session_queued_across_a_restart(drover_f
     srv.stop()
     srv.expect_alive = True
     srv.start()
+    # Readiness covers the plain listener and /health; the TLS listener may come up just after.
+    assert wait_until(lambda: _port_open(srv.mqtts_port), 10), "the mutual-TLS listener did not come back"
 
     # Queued while the device is away, after the restart.
     with m.RawClient(srv.mqtt_port) as pub:
