@@ -162,6 +162,14 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _allow_all_policy(iot, prefix: str) -> str:
+    """A policy that allows every action on every resource; its name."""
+    name = prefix + uid("p")[-6:]
+    iot.create_policy(policyName=name, policyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    return name
+
+
 def _persistent_connect(client: m.RawClient, client_id: str) -> m.Connack:
     return client.connect(client_id, clean=False, props=[(m.P_SESSION_EXPIRY, 3600)])
 
@@ -221,9 +229,7 @@ def test_a_session_belongs_to_its_certificate(drover_factory, tmp_path):
     """Another certificate that names the same client id starts afresh: no queue, present 0."""
     srv = drover_factory(DROVER_E2E_TLS="1")
     iot = aws.iot(srv)
-    open_policy = "open_" + uid("p")[-6:]
-    iot.create_policy(policyName=open_policy, policyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    open_policy = _allow_all_policy(iot, "open_")
     owner = provision(srv, tmp_path, policy=open_policy)
     intruder = provision(srv, tmp_path, policy=open_policy)
 
@@ -329,9 +335,7 @@ def test_reply_topics_are_subscribe_only(drover, clients):
 def test_wildcard_client_ids_are_refused_on_mutual_tls(drover_factory, tmp_path):
     srv = drover_factory(DROVER_E2E_TLS="1")
     iot = aws.iot(srv)
-    policy = "wild_" + uid("p")[-6:]
-    iot.create_policy(policyName=policy, policyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    policy = _allow_all_policy(iot, "wild_")
     dev = provision(srv, tmp_path, policy=policy)
     for client_id in ("+", "#", "a*", "dev?", "x/+/y"):
         c = TlsRaw(srv, dev)
@@ -392,9 +396,7 @@ def _s_client(srv, dev, session_file: Path, mode: str, payload: bytes) -> subpro
 def test_tls_resumption_does_not_skip_the_certificate_checks(drover_factory, tmp_path):
     srv = drover_factory(DROVER_E2E_TLS="1")
     iot = aws.iot(srv)
-    policy = "resume_" + uid("p")[-6:]
-    iot.create_policy(policyName=policy, policyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    policy = _allow_all_policy(iot, "resume_")
     dev = provision(srv, tmp_path, policy=policy)
     session = tmp_path / "tls-session.pem"
     connect = m.connect_packet(dev.thing, version=4)
@@ -420,9 +422,7 @@ def test_tls_resumption_after_the_ca_is_deactivated(drover_factory, tmp_path):
     TLS session got back in after the CA was deactivated."""
     srv = drover_factory(DROVER_E2E_TLS="1")
     iot = aws.iot(srv)
-    policy = "resume_ca_" + uid("p")[-6:]
-    iot.create_policy(policyName=policy, policyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}))
+    policy = _allow_all_policy(iot, "resume_ca_")
     dev = provision(srv, tmp_path, policy=policy)
     session = tmp_path / "tls-session.pem"
     connect = m.connect_packet(dev.thing, version=4)
