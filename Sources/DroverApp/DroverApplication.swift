@@ -76,8 +76,7 @@ public struct DroverApplication: Sendable {
         }
         let shadows = ShadowService(
             broker: broker, store: try Self.makeShadowStore(configuration),
-            configuration: .init(limits: ShadowLimits(maximumRequestSize: configuration.shadowMaxDocumentSize,
-                                                      maximumDocumentSize: configuration.shadowMaxDocumentSize),
+            configuration: .init(limits: configuration.shadowLimits,
                                  maxInFlightPerShadow: configuration.shadowMaxInFlight,
                                  maxNamedShadowsPerThing: configuration.shadowMaxNamedShadows,
                                  thingExists: thingExists),
@@ -87,8 +86,7 @@ public struct DroverApplication: Sendable {
         let configStore = try Self.makeFleetConfigStore(configuration)
         self.configStore = configStore
         var fleetConfiguration = FleetConfigService.Configuration(
-            limits: ShadowLimits(maximumRequestSize: configuration.shadowMaxDocumentSize,
-                                 maximumDocumentSize: configuration.shadowMaxDocumentSize))
+            limits: configuration.shadowLimits)
         fleetConfiguration.retryInterval = .seconds(configuration.configRetryInterval)
         let fleetConfig = try FleetConfigService(
             registry: deviceRegistry, shadows: shadows, store: configStore, configuration: fleetConfiguration, logger: logger)

@@ -1,4 +1,5 @@
 import Foundation
+import DroverShadow
 import MQTTBroker
 import Yams
 
@@ -27,6 +28,8 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var storageDurability = "fsync"
     /// The largest shadow document (and update request), in bytes. AWS allows 8 KB.
     public var shadowMaxDocumentSize = 65_536
+    /// The largest shadow with its metadata, in bytes; nil: four times `shadowMaxDocumentSize`.
+    public var shadowMaxStoredSize: Int?
     /// Requests for one shadow waiting to be answered; beyond it, 429.
     public var shadowMaxInFlight = 100
     /// The most named shadows of one thing.
@@ -59,6 +62,13 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var serverHostNames: [String]?
 
     public init() {}
+
+    /// The bounds of shadow requests and documents, from the `shadows.` keys.
+    public var shadowLimits: ShadowLimits {
+        ShadowLimits(
+            maximumRequestSize: shadowMaxDocumentSize, maximumDocumentSize: shadowMaxDocumentSize,
+            maximumStoredSize: shadowMaxStoredSize)
+    }
 
     public struct Error: Swift.Error, CustomStringConvertible {
         public var description: String
@@ -100,6 +110,7 @@ public struct DroverConfiguration: Sendable, Hashable {
         "mqtt.anonymous_policy": { $0.anonymousPolicyFile = $1 },
         "config.retry_interval": { $0.configRetryInterval = try int($1, "config.retry_interval", 1...86_400) },
         "shadows.max_document_size": { $0.shadowMaxDocumentSize = try int($1, "shadows.max_document_size", 1024...16 << 20) },
+        "shadows.max_stored_size": { $0.shadowMaxStoredSize = try int($1, "shadows.max_stored_size", 1024...64 << 20) },
         "api.region": { config, value in
             guard !value.isEmpty, value.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" }) else {
                 throw Error(description: "api.region must look like us-east-1, not '\(value)'")

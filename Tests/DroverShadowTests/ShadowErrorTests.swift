@@ -166,6 +166,28 @@ struct ShadowErrorTests {
         #expect(error.clientToken == "c")
     }
 
+    @Test("metadata counts against the stored size: a 64 KiB array of small numbers is refused, not grown to 800 KB")
+    func storedSizeLimit() throws {
+        let elements = Array(repeating: "1", count: 30_000).joined(separator: ",")
+        let array = #"{"state":{"reported":{"a":["# + elements + #"]}}}"#
+        #expect(array.utf8.count < 65_536)
+        let error = try #require(update(nil, array, at: 1_700_000_000).rejected)
+        #expect(error.code.value == 413)
+        #expect(error.message == "The payload exceeds the maximum size allowed")
+
+        // A shadow just at the stored size is accepted; one byte less allowed is refused.
+        let request = #"{"state":{"reported":{"b":[1,2,3]}}}"#
+        let stored = try #require(update(nil, request, at: 1_700_000_000).accepted).document.storedSize
+        #expect(stored > request.utf8.count)
+        #expect(update(nil, request, at: 1_700_000_000, limits: ShadowLimits(maximumStoredSize: stored)).accepted != nil)
+        #expect(
+            update(nil, request, at: 1_700_000_000, limits: ShadowLimits(maximumStoredSize: stored - 1)).rejected?.code
+                .value == 413)
+        // By default the stored size is four times the document size.
+        #expect(ShadowLimits(maximumDocumentSize: 1000).maximumStoredSize == 4000)
+        #expect(ShadowLimits(maximumDocumentSize: .max).maximumStoredSize == .max)
+    }
+
     @Test(
         "the refusals a caller makes carry AWS's codes, messages and iot-data exception names",
         arguments: [

@@ -34,7 +34,41 @@ private func broker(
                       store: store, timerLoop: loop)
 }
 
+/// An in-memory store that, once `holding` is set, answers commits only when `release()` is
+/// called, as a slow disk would.
+private final class SlowStore: BrokerStore, @unchecked Sendable {
+    // `@unchecked Sendable`: `state` is guarded by its lock.
+    private let inner = InMemoryBrokerStore()
+    private let state = NIOLockedValueBox<(holding: Bool, held: [@Sendable () -> Void])>((false, []))
+
+    func hold() { state.withLockedValue { $0.holding = true } }
+
+    func recover() throws -> RecoveredBrokerState { try inner.recover() }
+
+    func commit(_ changes: [BrokerStoreChange], completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        let inner = inner
+        let now: Bool = state.withLockedValue { state in
+            guard state.holding else { return true }
+            state.held.append { inner.commit(changes, completion: completion) }
+            return false
+        }
+        if now { inner.commit(changes, completion: completion) }
+    }
+
+    /// Answers the commits held so far, in order; returns how many there were.
+    @discardableResult
+    func release() -> Int {
+        let held = state.withLockedValue { state in
+            defer { state.held = [] }
+            return state.held
+        }
+        for commit in held { commit() }
+        return held.count
+    }
+}
+
 private extension TestClient {
+    @discardableResult
     func connect(_ clientId: String, as principal: String, cleanStart: Bool = false, will: ConnectPacket.Will? = nil)
         throws -> ConnAckPacket?
     {
@@ -101,6 +135,39 @@ struct EdgeHardeningTests {
         // The owner's own session is gone with it: it was ended, not handed over.
         let back = try TestClient(broker: broker, loop: loop)
         #expect(try back.connect("dev1", as: "cert-a")?.sessionPresent == false)
+    }
+
+    @Test("a connection that ends while its CONNACK waits for the store sends the CONNACK first, then the rest")
+    func endingKeepsOutputOrder() throws {
+        let loop = EmbeddedEventLoop()
+        let store = SlowStore()
+        let broker = try broker(loop, store: store)
+        let device = try TestClient(broker: broker, loop: loop)
+        try device.connect("dev1", as: "cert-a")
+        _ = try device.subscribe("t/#")
+        let publisher = try TestClient(broker: broker, loop: loop)
+        try publisher.connect("pub")
+        try publisher.publish("t/1", "unacked", qos: .atLeastOnce, id: 1)
+        #expect(try device.publishes().map(\.topic) == ["t/1"])
+        try device.send(.disconnect(DisconnectPacket()))
+
+        // The resumed session's resend goes out only once the store has its earlier states; the
+        // client pipelines PINGREQ and DISCONNECT behind its CONNECT and does not wait.
+        store.hold()
+        let resumed = try TestClient(broker: broker, loop: loop)
+        var properties = MQTTProperties()
+        properties.sessionExpiryInterval = 3600
+        var bytes = ByteBuffer()
+        MQTTPacket.connect(ConnectPacket(protocolVersion: .v5, clientId: "dev1", cleanStart: false, username: "cert-a",
+                                         properties: properties)).encode(version: .v5, into: &bytes)
+        MQTTPacket.pingreq.encode(version: .v5, into: &bytes)
+        MQTTPacket.disconnect(DisconnectPacket()).encode(version: .v5, into: &bytes)
+        try resumed.sendRaw(bytes)
+        #expect(try resumed.received().isEmpty, "nothing may overtake the CONNACK that waits for the store")
+        #expect(store.release() > 0)
+        let packets = try resumed.received()
+        #expect(packets.map(\.type) == [.connack, .publish, .pingresp])
+        #expect(!resumed.isOpen)
     }
 
     @Test("a recovered session keeps its principal and is checked for iot:Receive on delivery")

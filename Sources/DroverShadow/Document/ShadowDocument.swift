@@ -62,6 +62,12 @@ public struct ShadowDocument: Hashable, Sendable {
     public var stateSize: Int {
         state.jsonBytes.count
     }
+
+    /// The size that counts against ``ShadowLimits/maximumStoredSize``: the bytes of
+    /// ``storageBytes``, metadata included.
+    public var storedSize: Int {
+        storageBytes.count
+    }
 }
 
 // MARK: Storage

@@ -10,6 +10,13 @@ public struct ShadowLimits: Hashable, Sendable {
     /// (`{"desired":...,"reported":...}`). AWS does not count metadata towards this size, and
     /// neither does Drover. An update that would grow the shadow past it is refused with 413.
     public var maximumDocumentSize: Int
+    /// The largest shadow accepted after an update, counting its metadata: the bytes of the
+    /// document as it is stored (state, metadata, version and timestamp). Metadata costs about
+    /// 24 bytes for every leaf, so without this bound a 64 KiB array of small numbers would make
+    /// a shadow of over 800 KB, and answers (`/update/documents` carries the previous and the
+    /// current shadow) of twice that. AWS has no such quota; its 8 KB state limit keeps the
+    /// metadata small. An update that would grow the shadow past it is refused with 413.
+    public var maximumStoredSize: Int
     /// How deep objects and arrays may nest inside the `desired` or `reported` section. The
     /// section itself does not count: with a maximum of 8, `{"a1":{"a2":...{"a8":{}}}}` as the
     /// desired state is accepted and one more level is refused. AWS's example for its former
@@ -19,9 +26,14 @@ public struct ShadowLimits: Hashable, Sendable {
     /// AWS's fixed limit on a `clientToken`, in UTF-8 bytes.
     public static let maximumClientTokenSize = 64
 
-    public init(maximumRequestSize: Int = 64 * 1024, maximumDocumentSize: Int = 64 * 1024, maximumDepth: Int = 8) {
+    /// `maximumStoredSize` defaults to four times `maximumDocumentSize`.
+    public init(
+        maximumRequestSize: Int = 64 * 1024, maximumDocumentSize: Int = 64 * 1024, maximumStoredSize: Int? = nil,
+        maximumDepth: Int = 8
+    ) {
         self.maximumRequestSize = maximumRequestSize
         self.maximumDocumentSize = maximumDocumentSize
+        self.maximumStoredSize = maximumStoredSize ?? (maximumDocumentSize > Int.max / 4 ? Int.max : maximumDocumentSize * 4)
         self.maximumDepth = maximumDepth
     }
 }

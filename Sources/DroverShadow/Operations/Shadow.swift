@@ -38,7 +38,7 @@ public enum Shadow {
         let desired = apply(parsed.desired, to: document?.desiredSection, at: now)
         let reported = apply(parsed.reported, to: document?.reportedSection, at: now)
         let updated = ShadowDocument(desired: desired, reported: reported, version: currentVersion + 1, timestamp: now)
-        guard updated.stateSize <= limits.maximumDocumentSize else {
+        guard updated.stateSize <= limits.maximumDocumentSize, updated.storedSize <= limits.maximumStoredSize else {
             return .rejected(.payloadTooLarge(clientToken: token, timestamp: now))
         }
 

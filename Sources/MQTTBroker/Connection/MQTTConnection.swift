@@ -968,10 +968,15 @@ public final class MQTTConnection: @unchecked Sendable {
 
     private func writeHeld(_ held: ByteBuffer) {
         awaitingStore -= 1
-        guard state != .closed, let transport, held.readableBytes > 0 else { return }
-        broker.metrics.bytesSent.increment(by: held.readableBytes)
-        transport.write(held)
-        transport.flush()
+        if state != .closed || ending != nil, let transport, held.readableBytes > 0 {
+            broker.metrics.bytesSent.increment(by: held.readableBytes)
+            transport.write(held)
+            transport.flush()
+        }
+        if awaitingStore == 0, let ending {
+            self.ending = nil
+            endTransport(ending)
+        }
     }
 
     private func send(_ packet: MQTTPacket) {
@@ -980,11 +985,10 @@ public final class MQTTConnection: @unchecked Sendable {
     }
 
     /// Writes what is encoded. While earlier output waits for the store, this waits behind it,
-    /// so packets go out in the order they were made ([MQTT-3.2.0-1]: CONNACK first). A closing
-    /// connection writes at once (`ignoringStore`): what waits is dropped with it anyway.
-    private func flushPending(ignoringStore: Bool = false) {
+    /// so packets go out in the order they were made ([MQTT-3.2.0-1]: CONNACK first).
+    private func flushPending() {
         guard out.readableBytes > 0, let transport else { return }
-        if awaitingStore > 0 && !ignoringStore {
+        if awaitingStore > 0 {
             writeAfterStore([])
             return
         }
@@ -1054,17 +1058,54 @@ public final class MQTTConnection: @unchecked Sendable {
     static let disconnectLinger = TimeAmount.seconds(2)
 
     private func closeAfterFlush(linger: TimeAmount? = nil) {
-        flushPending(ignoringStore: true)
-        state = .closed
-        releaseSession()
-        if let linger { transport?.flushAndLinger(linger) } else { transport?.flushAndClose() }
+        end(linger.map(Ending.linger) ?? .flushAndClose)
     }
 
     private func close() {
-        flushPending(ignoringStore: true)
+        end(.close)
+    }
+
+    /// How the transport goes once the last output is written.
+    private enum Ending {
+        case close, flushAndClose, linger(TimeAmount)
+    }
+
+    /// Set while a closed connection's last output waits for the store.
+    private var ending: Ending?
+
+    /// Ends the connection. Output still waiting for the store is written first, then what was
+    /// made after it, then the transport goes: a client never sees a later packet (a PINGRESP,
+    /// the DISCONNECT) without the earlier ones (the CONNACK). Nothing more is read or made.
+    private func end(_ how: Ending) {
         state = .closed
         releaseSession()
-        transport?.close()
+        guard awaitingStore > 0, ending == nil else { return endNow(how) }
+        ending = how
+        flushPending()
+        // The store answers every commit; should it hang, the connection still goes.
+        eventLoop.scheduleTask(in: .seconds(5)) { [self] in
+            guard let ending else { return }
+            self.ending = nil
+            endTransport(ending)
+        }
+    }
+
+    private func endNow(_ how: Ending) {
+        if ending != nil {
+            // Already waiting for the store to end: a harder end wins.
+            if case .close = how { ending = .close }
+            return
+        }
+        flushPending()
+        endTransport(how)
+    }
+
+    private func endTransport(_ how: Ending) {
+        switch how {
+        case .close: transport?.close()
+        case .flushAndClose: transport?.flushAndClose()
+        case .linger(let time): transport?.flushAndLinger(time)
+        }
     }
 
     /// Gives the session back to the broker as soon as the connection is over, before the socket
