@@ -129,11 +129,12 @@ public struct DroverApplication: Sendable {
             subject: CertificateSubject(commonName: configuration.deviceCertificateCommonName,
                                         organization: configuration.deviceCertificateOrganization),
             validityDays: configuration.deviceCertificateValidityDays)
-        let controlPlane = ControlPlane(
-            registry: deviceRegistry,
-            configuration: .init(endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing, shadows: shadows,
-                                 fleetConfig: fleetConfig),
-            logger: logger)
+        var controlPlaneConfiguration = ControlPlane.Configuration(
+            endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing, shadows: shadows,
+            fleetConfig: fleetConfig)
+        controlPlaneConfiguration.regions = configuration.allowedRegions
+        controlPlaneConfiguration.hostNames = configuration.allowedAPIHostNames
+        let controlPlane = ControlPlane(registry: deviceRegistry, configuration: controlPlaneConfiguration, logger: logger)
         var services: [any Service] = [fleetConfig]
         if configuration.mqtt.port != 0 {
             services.append(MQTTListener(

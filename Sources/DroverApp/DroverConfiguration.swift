@@ -46,6 +46,11 @@ public struct DroverConfiguration: Sendable, Hashable {
     /// The region in the ARNs that device policies are checked against (the API takes the
     /// region of each request's signature).
     public var region = "us-east-1"
+    /// The regions an API signature may name; nil: only `region`.
+    public var regions: [String]?
+    /// The names a signed API request's Host may carry; nil: localhost, 127.0.0.1, ::1, the
+    /// machine's host name, the endpoint address and the MQTT server's names.
+    public var apiHostNames: [String]?
     /// What DescribeEndpoint answers; nil: the machine's host name.
     public var endpointAddress: String?
     /// An access key for automation, whose secret is read from a file (mode 0600).
@@ -62,6 +67,20 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var serverHostNames: [String]?
 
     public init() {}
+
+    /// The regions an API signature may name.
+    public var allowedRegions: Set<String> {
+        Set(regions ?? [region]).union([region])
+    }
+
+    /// The host names a signed API request may be addressed to.
+    public var allowedAPIHostNames: Set<String> {
+        if let apiHostNames { return Set(apiHostNames) }
+        var names: Set<String> = ["localhost", "127.0.0.1", "::1", ProcessInfo.processInfo.hostName.lowercased()]
+        if let endpointAddress { names.insert(endpointAddress.lowercased()) }
+        for name in serverHostNames ?? [] { names.insert(name.lowercased()) }
+        return names
+    }
 
     /// The bounds of shadow requests and documents, from the `shadows.` keys.
     public var shadowLimits: ShadowLimits {
@@ -116,6 +135,18 @@ public struct DroverConfiguration: Sendable, Hashable {
                 throw Error(description: "api.region must look like us-east-1, not '\(value)'")
             }
             config.region = value
+        },
+        "api.regions": { config, value in
+            let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !names.isEmpty, names.allSatisfy({ $0.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "-" } }) else {
+                throw Error(description: "api.regions must be a comma-separated list like us-east-1,eu-west-1, not '\(value)'")
+            }
+            config.regions = names
+        },
+        "api.host_names": { config, value in
+            let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }.filter { !$0.isEmpty }
+            guard !names.isEmpty else { throw Error(description: "api.host_names must name at least one host") }
+            config.apiHostNames = names
         },
         "api.access_key_id": { config, value in
             guard (16...128).contains(value.count), value.allSatisfy({ $0.isLetter || $0.isNumber }) else {

@@ -16,6 +16,10 @@ public struct ControlPlane: Sendable {
         /// What DescribeEndpoint answers: the host devices connect to.
         public var endpointAddress: String
         public var maxBodySize: Int = 1 << 20
+        /// The regions a signature may name (`api.regions`); empty: any.
+        public var regions: Set<String> = []
+        /// The host names (no port) a signed Host may name; empty: any.
+        public var hostNames: Set<String> = []
         /// The CA that issues device certificates; nil: certificate issuing is refused.
         public var issuing: Issuing?
         /// The shadow service behind `iot-data`; nil: those operations are refused.
@@ -34,13 +38,23 @@ public struct ControlPlane: Sendable {
 
     let registry: Registry
     let configuration: Configuration
-    let verifier = SigV4Verifier()
     let logger: Logger
 
     public init(registry: Registry, configuration: Configuration, logger: Logger) {
         self.registry = registry
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// The AWS signing name of each part of the API: botocore signs `iot` requests with `iot`
+    /// and `iot-data` requests with `iotdata`. Drover's own operations are signed as `iot`.
+    enum Service: String {
+        case iot
+        case iotData = "iotdata"
+    }
+
+    func verifier(for service: Service) -> SigV4Verifier {
+        SigV4Verifier(scope: .init(services: [service.rawValue], regions: configuration.regions, hosts: configuration.hostNames))
     }
 
     /// An authenticated request: who signed it, its body, and its path parameters.
@@ -136,11 +150,11 @@ public struct ControlPlane: Sendable {
         route(router, .post, "/effective-policies", getEffectivePolicies)
         route(router, .post, "/test-authorization", testAuthorization)
         // iot-data
-        route(router, .get, "/things/:thingName/shadow", getThingShadow)
-        route(router, .post, "/things/:thingName/shadow", updateThingShadow)
-        route(router, .delete, "/things/:thingName/shadow", deleteThingShadow)
-        route(router, .get, "/api/things/shadow/ListNamedShadowsForThing/:thingName", listNamedShadowsForThing)
-        route(router, .post, "/topics/**", publish)
+        route(router, .get, "/things/:thingName/shadow", service: .iotData, getThingShadow)
+        route(router, .post, "/things/:thingName/shadow", service: .iotData, updateThingShadow)
+        route(router, .delete, "/things/:thingName/shadow", service: .iotData, deleteThingShadow)
+        route(router, .get, "/api/things/shadow/ListNamedShadowsForThing/:thingName", service: .iotData, listNamedShadowsForThing)
+        route(router, .post, "/topics/**", service: .iotData, publish)
         route(router, .get, "/drover/audit", queryAudit)
         route(router, .get, "/drover/access-keys", listAccessKeys)
         route(router, .post, "/drover/access-keys", createAccessKey)
@@ -148,14 +162,46 @@ public struct ControlPlane: Sendable {
         registerConfig(on: router)
     }
 
-    func route(_ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, _ handler: @escaping Handler) {
+    func route(
+        _ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, service: Service = .iot,
+        _ handler: @escaping Handler
+    ) {
+        let verifier = verifier(for: service)
         router.on(path, method: method) { request, context -> Response in
-            try await authenticate(request, context, handler)
+            try await authenticate(request, context, verifier, handler)
         }
     }
 
-    private func authenticate(_ request: Request, _ context: BasicRequestContext, _ handler: Handler) async throws -> Response {
+    /// Checks the signature, then runs `handler`. What does not need the body (the form of the
+    /// signature, the key, the date, the scope, the host, and the signature itself when the
+    /// client sent `x-amz-content-sha256`) is checked before the body is read; the body must then
+    /// hash to what was signed.
+    private func authenticate(
+        _ request: Request, _ context: BasicRequestContext, _ verifier: SigV4Verifier, _ handler: Handler
+    ) async throws -> Response {
         var request = request
+        var headers: [(String, String)] = request.headers.map { ($0.name.canonicalName, $0.value) }
+        if !headers.contains(where: { $0.0 == "host" }), let authority = request.head.authority {
+            headers.append(("host", authority))
+        }
+        let raw = request.uri.description
+        let (path, query) = raw.firstIndex(of: "?").map { (String(raw[..<$0]), String(raw[raw.index(after: $0)...])) } ?? (raw, "")
+        func refused(_ code: String, _ message: String) -> Response {
+            logger.info("API request refused", metadata: ["reason": "\(code)", "path": "\(path.clippedForLog)"])
+            return Self.error(.forbidden, code, message)
+        }
+        let checked = verifier.check(
+            .init(method: request.method.rawValue, rawPath: path, rawQuery: query, headers: headers, body: []), now: Date()
+        ) { registry.accessKey($0)?.secret }
+        let signed: SigV4Verifier.SignedRequest
+        switch checked {
+        case .refused(let code, let message): return refused(code, message)
+        case .signed(let value): signed = value
+        }
+        if case .refused(let code, let message) = signed.verifyBeforeBody() { return refused(code, message) }
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > configuration.maxBodySize {
+            return Self.error(.contentTooLarge, "RequestEntityTooLargeException", "the body is larger than \(configuration.maxBodySize) bytes")
+        }
         let body: [UInt8]
         do {
             let buffer = try await request.collectBody(upTo: configuration.maxBodySize)
@@ -163,20 +209,9 @@ public struct ControlPlane: Sendable {
         } catch {
             return Self.error(.contentTooLarge, "RequestEntityTooLargeException", "the body is larger than \(configuration.maxBodySize) bytes")
         }
-        var headers: [(String, String)] = request.headers.map { ($0.name.canonicalName, $0.value) }
-        if !headers.contains(where: { $0.0 == "host" }), let authority = request.head.authority {
-            headers.append(("host", authority))
-        }
-        let raw = request.uri.description
-        let (path, query) = raw.firstIndex(of: "?").map { (String(raw[..<$0]), String(raw[raw.index(after: $0)...])) } ?? (raw, "")
-        let outcome = verifier.verify(
-            .init(method: request.method.rawValue, rawPath: path, rawQuery: query, headers: headers, body: body),
-            now: Date()
-        ) { registry.accessKey($0)?.secret }
-        switch outcome {
+        switch signed.verify(payloadHash: SigV4Verifier.payloadHash(of: body)) {
         case .refused(let code, let message):
-            logger.info("API request refused", metadata: ["reason": "\(code)", "path": "\(path)"])
-            return Self.error(.forbidden, code, message)
+            return refused(code, message)
         case .verified(let keyId, let region, _):
             let call = Call(caller: Caller(principal: keyId, region: region), body: body, request: request, context: context)
             do {
@@ -225,5 +260,12 @@ public struct ControlPlane: Sendable {
         if let id = error.resourceId { extra["resourceId"] = id }
         if let arn = error.resourceArn { extra["resourceArn"] = arn }
         return Self.error(status, error.kind.awsName, error.message, extra: extra)
+    }
+}
+
+extension String {
+    /// A path or name from a request, cut for a log line.
+    var clippedForLog: String {
+        count <= 200 ? self : String(prefix(200)) + "..."
     }
 }

@@ -31,16 +31,93 @@ public struct SigV4Verifier: Sendable {
         case refused(code: String, message: String)
     }
 
+    /// What a request must be signed for. An empty set allows any value (unit tests, tools).
+    public struct Scope: Sendable, Hashable {
+        /// The signing names the route takes: `iot` for the control plane, `iotdata` for shadows
+        /// and publishing.
+        public var services: Set<String>
+        /// The regions this server answers for.
+        public var regions: Set<String>
+        /// The host names (without port) this server answers to; the signed Host must be one.
+        public var hosts: Set<String>
+
+        public init(services: Set<String> = [], regions: Set<String> = [], hosts: Set<String> = []) {
+            self.services = services
+            self.regions = regions
+            self.hosts = hosts
+        }
+    }
+
+    /// A request whose signature can be checked once the SHA-256 of its body is known: everything
+    /// that does not depend on the body has been checked already.
+    public struct SignedRequest: Sendable {
+        public let accessKeyId: String
+        public let region: String
+        public let service: String
+        /// The `x-amz-content-sha256` header, when the client sent one (it is signed): the
+        /// signature can then be checked before the body is read.
+        public let declaredPayloadHash: String?
+        fileprivate let canonicalPrefix: String
+        fileprivate let amzDate: String
+        fileprivate let scope: String
+        fileprivate let signingKey: SymmetricKey
+        fileprivate let signature: String
+
+        /// Checks the signature for a body whose SHA-256 (lowercase hex) is `payloadHash`.
+        public func verify(payloadHash: String) -> Outcome {
+            if let declaredPayloadHash, declaredPayloadHash != payloadHash {
+                return .refused(code: "InvalidSignatureException",
+                                message: "the x-amz-content-sha256 header does not match the SHA-256 of the body")
+            }
+            let canonicalRequest = canonicalPrefix + payloadHash
+            let stringToSign = [
+                "AWS4-HMAC-SHA256", amzDate, scope, SigV4Verifier.hex(SHA256.hash(data: Array(canonicalRequest.utf8))),
+            ].joined(separator: "\n")
+            let expected = SigV4Verifier.hex(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: signingKey))
+            guard SigV4Verifier.constantTimeEqual(expected, signature.lowercased()) else {
+                return .refused(code: "InvalidSignatureException",
+                                message: "the request signature does not match: check the secret access key, and that nothing changed the request after signing")
+            }
+            return .verified(accessKeyId: accessKeyId, region: region, service: service)
+        }
+
+        /// The signature checked with the declared payload hash, before the body is read; nil
+        /// when there is none and the body is needed.
+        public func verifyBeforeBody() -> Outcome? {
+            declaredPayloadHash.map { verify(payloadHash: $0) }
+        }
+    }
+
+    public enum Checked: Sendable {
+        case refused(code: String, message: String)
+        case signed(SignedRequest)
+    }
+
     /// The largest difference allowed between the request's date and ours.
     public var maxSkew: TimeInterval = 15 * 60
+    /// The services, regions and hosts a signature must name.
+    public var scope: Scope
 
-    public init() {}
+    public init(scope: Scope = Scope()) {
+        self.scope = scope
+    }
 
+    /// Checks a request and its body.
     public func verify(_ request: Request, now: Date, secret: (String) -> String?) -> Outcome {
+        switch check(request, now: now, secret: secret) {
+        case .refused(let code, let message): return .refused(code: code, message: message)
+        case .signed(let signed): return signed.verify(payloadHash: Self.payloadHash(of: request.body))
+        }
+    }
+
+    /// Checks everything about a request but its body (`request.body` is not read): the form of
+    /// the signature, the key, the date, the scope and the host.
+    public func check(_ request: Request, now: Date, secret: (String) -> String?) -> Checked {
         let query = Self.parseQuery(request.rawQuery)
         let header = request.headers.first { $0.0 == "authorization" }?.1
         let presigned = query.contains { $0.0 == "X-Amz-Signature" }
         let credential: String, signedHeaders: String, signature: String, amzDate: String
+        var expiresAfter: TimeInterval?
         if let header, !presigned {
             guard header.hasPrefix("AWS4-HMAC-SHA256 ") else {
                 return .refused(code: "IncompleteSignatureException",
@@ -74,47 +151,98 @@ public struct SigV4Verifier: Sendable {
                 return .refused(code: "AuthorizationQueryParametersError",
                                 message: "X-Amz-Expires must be a number of seconds from 1 to 604800")
             }
-            let expires = TimeInterval(seconds)
-            if let signed = Self.parseDate(d), now.timeIntervalSince(signed) > expires {
-                return .refused(code: "InvalidSignatureException",
-                                message: "the presigned URL expired at \(Self.format(signed.addingTimeInterval(expires)))")
-            }
+            expiresAfter = TimeInterval(seconds)
         } else {
             return .refused(code: "MissingAuthenticationTokenException",
                             message: "the request is not signed: sign it with Signature Version 4 and a Drover access key (see data_dir/admin-credentials)")
         }
 
-        let scope = credential.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        guard scope.count == 5, scope[4] == "aws4_request" else {
+        let parts = credential.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 5, parts[4] == "aws4_request" else {
             return .refused(code: "IncompleteSignatureException",
-                            message: "the credential must be KEYID/DATE/REGION/SERVICE/aws4_request, not '\(credential)'")
+                            message: "the credential must be KEYID/DATE/REGION/SERVICE/aws4_request, not '\(credential.clippedForMessage)'")
         }
-        let (keyId, day, region, service) = (scope[0], scope[1], scope[2], scope[3])
+        let (keyId, day, region, service) = (parts[0], parts[1], parts[2], parts[3])
         guard let date = Self.parseDate(amzDate) else {
-            return .refused(code: "IncompleteSignatureException", message: "X-Amz-Date '\(amzDate)' is not of the form 20260101T120000Z")
+            return .refused(code: "IncompleteSignatureException",
+                            message: "X-Amz-Date '\(amzDate.clippedForMessage)' is not of the form 20260101T120000Z")
         }
-        guard amzDate.hasPrefix(day) else {
-            return .refused(code: "InvalidSignatureException", message: "the credential's date \(day) is not the day of X-Amz-Date \(amzDate)")
+        guard amzDate.hasPrefix(day), day.count == 8 else {
+            return .refused(code: "InvalidSignatureException",
+                            message: "the credential's date \(day.clippedForMessage) is not the day of X-Amz-Date \(amzDate)")
         }
-        if !presigned, abs(date.timeIntervalSince(now)) > maxSkew {
+        if let expires = expiresAfter {
+            if now.timeIntervalSince(date) > expires {
+                return .refused(code: "InvalidSignatureException",
+                                message: "the presigned URL expired at \(Self.format(date.addingTimeInterval(expires)))")
+            }
+            if date.timeIntervalSince(now) > maxSkew {
+                return .refused(code: "InvalidSignatureException",
+                                message: "the presigned URL is dated \(amzDate), more than 15 minutes after the server's \(Self.format(now)); check the client's clock")
+            }
+        } else if abs(date.timeIntervalSince(now)) > maxSkew {
             return .refused(code: "InvalidSignatureException",
                             message: "signature expired: the request's date \(amzDate) is more than 15 minutes from the server's \(Self.format(now)); check the client's clock")
         }
-        guard let secret = secret(keyId) else {
-            return .refused(code: "UnrecognizedClientException", message: "the access key id \(keyId) is not a valid Drover access key")
+        if !scope.regions.isEmpty && !scope.regions.contains(region) {
+            return .refused(code: "InvalidSignatureException",
+                            message: "Credential should be scoped to a valid region: this server answers for \(scope.regions.sorted().joined(separator: ", ")), not '\(region.clippedForMessage)' (api.regions)")
+        }
+        if !scope.services.isEmpty && !scope.services.contains(service) {
+            return .refused(code: "InvalidSignatureException",
+                            message: "Credential should be scoped to correct service: '\(scope.services.sorted().joined(separator: "' or '"))', not '\(service.clippedForMessage)'")
         }
 
-        let names = signedHeaders.split(separator: ";").map(String.init)
+        // botocore signs the path with its dot segments removed, so the signature would not
+        // cover them: `/things/a/../b` would pass as `/things/b` and route elsewhere.
+        if request.rawPath.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) {
+            return .refused(code: "InvalidSignatureException",
+                            message: "the path may not have '.' or '..' segments, which the signature does not cover")
+        }
+        let names = signedHeaders.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
         guard names.contains("host") else {
             return .refused(code: "InvalidSignatureException", message: "the signed headers must include host")
         }
+        guard names == names.sorted(), Set(names).count == names.count, !names.contains(where: \.isEmpty) else {
+            return .refused(code: "IncompleteSignatureException",
+                            message: "SignedHeaders must name each header once, in lowercase, sorted, separated by ';'")
+        }
+        let hosts = request.headers.filter { $0.0 == "host" }
+        guard hosts.count == 1, let host = hosts.first?.1 else {
+            return .refused(code: "InvalidSignatureException", message: "the request needs exactly one Host header")
+        }
+        if !scope.hosts.isEmpty && !scope.hosts.contains(Self.hostName(host).lowercased()) {
+            return .refused(code: "InvalidSignatureException",
+                            message: "the Host '\(host.clippedForMessage)' is not one of this server's names (api.host_names)")
+        }
+        let contentHashes = request.headers.filter { $0.0 == "x-amz-content-sha256" }
+        var declared: String?
+        if !contentHashes.isEmpty {
+            guard contentHashes.count == 1, names.contains("x-amz-content-sha256") else {
+                return .refused(code: "InvalidSignatureException",
+                                message: "x-amz-content-sha256 must be sent once and be one of the signed headers")
+            }
+            let value = Self.trimAll(contentHashes[0].1)
+            if value == "UNSIGNED-PAYLOAD" || value.hasPrefix("STREAMING-") {
+                return .refused(code: "InvalidSignatureException",
+                                message: "the payload must be signed: x-amz-content-sha256 '\(value.clippedForMessage)' is not accepted")
+            }
+            guard value.utf8.count == 64, value.utf8.allSatisfy({ Self.isLowerHex($0) }) else {
+                return .refused(code: "InvalidSignatureException",
+                                message: "x-amz-content-sha256 must be the SHA-256 of the body in lowercase hex")
+            }
+            declared = value
+        }
+        guard let secret = secret(keyId) else {
+            return .refused(code: "UnrecognizedClientException",
+                            message: "the access key id \(keyId.clippedForMessage) is not a valid Drover access key")
+        }
+
         var canonicalHeaders = ""
         for name in names {
             let values = request.headers.filter { $0.0 == name }.map { Self.trimAll($0.1) }
             canonicalHeaders += "\(name):\(values.joined(separator: ","))\n"
         }
-        let payloadHash = request.headers.first { $0.0 == "x-amz-content-sha256" }?.1
-            ?? Self.hex(SHA256.hash(data: request.body))
         var pairs: [(key: String, value: String)] = []
         for (key, value) in query where key != "X-Amz-Signature" {
             pairs.append((Self.encode(key), Self.encode(value)))
@@ -123,23 +251,34 @@ public struct SigV4Verifier: Sendable {
             a.key == b.key ? a.value < b.value : a.key < b.key
         }
         let canonicalQuery = pairs.map { pair -> String in pair.key + "=" + pair.value }.joined(separator: "&")
-        let canonicalRequest = [
-            request.method, Self.canonicalPath(request.rawPath), canonicalQuery, canonicalHeaders, signedHeaders, payloadHash,
-        ].joined(separator: "\n")
-        let stringToSign = [
-            "AWS4-HMAC-SHA256", amzDate, "\(day)/\(region)/\(service)/aws4_request",
-            Self.hex(SHA256.hash(data: Array(canonicalRequest.utf8))),
+        let prefix = [
+            request.method, Self.canonicalPath(request.rawPath), canonicalQuery, canonicalHeaders, signedHeaders, "",
         ].joined(separator: "\n")
         var key = SymmetricKey(data: Array("AWS4\(secret)".utf8))
         for part in [day, region, service, "aws4_request"] {
             key = SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
         }
-        let expected = Self.hex(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: key))
-        guard Self.constantTimeEqual(expected, signature.lowercased()) else {
-            return .refused(code: "InvalidSignatureException",
-                            message: "the request signature does not match: check the secret access key, and that nothing changed the request after signing")
+        return .signed(SignedRequest(
+            accessKeyId: keyId, region: region, service: service, declaredPayloadHash: declared, canonicalPrefix: prefix,
+            amzDate: amzDate, scope: "\(day)/\(region)/\(service)/aws4_request", signingKey: key, signature: signature))
+    }
+
+    /// The SHA-256 of a body in lowercase hex, as the canonical request carries it.
+    public static func payloadHash(of body: [UInt8]) -> String {
+        hex(SHA256.hash(data: body))
+    }
+
+    /// `host` without a port: `example.com:8443` → `example.com`, `[::1]:8443` → `::1`.
+    static func hostName(_ host: String) -> String {
+        if host.hasPrefix("["), let close = host.firstIndex(of: "]") {
+            return String(host[host.index(after: host.startIndex)..<close])
         }
-        return .verified(accessKeyId: keyId, region: region, service: service)
+        if let colon = host.lastIndex(of: ":"), host.firstIndex(of: ":") == colon { return String(host[..<colon]) }
+        return host
+    }
+
+    static func isLowerHex(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
     }
 
     // MARK: Canonical forms
@@ -154,9 +293,26 @@ public struct SigV4Verifier: Sendable {
         }
     }
 
-    /// botocore encodes the already-encoded path once more (every service but S3).
+    /// As botocore makes it for every service but S3: dot segments and repeated slashes
+    /// removed (RFC 3986 5.2.4), then the already-encoded path encoded once more.
     static func canonicalPath(_ rawPath: String) -> String {
-        rawPath.isEmpty ? "/" : encode(rawPath, keepSlash: true)
+        encode(removeDotSegments(rawPath), keepSlash: true)
+    }
+
+    /// botocore's `normalize_url_path`: `/a/./b/../c//d/` is `/a/c/d/`, and an empty path `/`.
+    static func removeDotSegments(_ path: String) -> String {
+        guard !path.isEmpty else { return "/" }
+        var output: [Substring] = []
+        for segment in path.split(separator: "/") where segment != "." {
+            if segment == ".." {
+                _ = output.popLast()
+            } else {
+                output.append(segment)
+            }
+        }
+        let first = path.hasPrefix("/") ? "/" : ""
+        let last = path.hasSuffix("/") && !output.isEmpty ? "/" : ""
+        return first + output.joined(separator: "/") + last
     }
 
     static func encode(_ text: String, keepSlash: Bool = false) -> String {
@@ -208,3 +364,9 @@ public struct SigV4Verifier: Sendable {
     }
 }
 
+extension String {
+    /// At most 64 characters of client input, for an error message.
+    var clippedForMessage: String {
+        count <= 64 ? self : String(prefix(64)) + "..."
+    }
+}

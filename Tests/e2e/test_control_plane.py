@@ -4,6 +4,7 @@ DescribeEndpoint, SigV4 (headers and presigned URLs), the AWS error shapes, the 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import stat
@@ -162,11 +163,62 @@ def test_thing_types(drover):
         iot.describe_thing_type(thingTypeName=name)
 
 
-def test_describe_endpoint_and_region_from_signature(drover):
-    assert aws.iot(drover).describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+def test_describe_endpoint_and_region_from_signature(drover_factory):
+    srv = drover_factory(DROVER_API_REGIONS="us-east-1,eu-west-1")
+    assert aws.iot(srv).describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
     name = uid("eu").replace("-", "_")
-    arn = aws.iot(drover, region="eu-west-1").create_thing(thingName=name)["thingArn"]
+    arn = aws.iot(srv, region="eu-west-1").create_thing(thingName=name)["thingArn"]
     assert arn.startswith("arn:aws:iot:eu-west-1:123456789012:thing/")
+    # A region the server does not answer for is refused, as AWS refuses a foreign scope.
+    with pytest.raises(ClientError) as e:
+        aws.iot(srv, region="ap-south-1").list_things()
+    assert error_code(e) == "InvalidSignatureException"
+    assert "scoped to a valid region" in e.value.response["Error"]["Message"]
+
+
+def test_signature_scope_host_and_body_are_checked_by_the_server(drover):
+    """The SigV4 rules over the wire, with botocore's signer: the service must match the route,
+    the Host must be one of the server's names, and a body must hash to what was signed."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    key = aws.admin_credentials(drover)
+
+    def sign(method, path, body=b"", service="iot", host=None, headers=None):
+        req = AWSRequest(method=method, url=aws.endpoint(drover) + path, data=body, headers=dict(headers or {}))
+        if host:
+            req.headers["Host"] = host
+        SigV4Auth(Credentials(*key), service, aws.REGION).add_auth(req)
+        return aws.send(method, req.url, body, dict(req.headers))
+
+    assert sign("GET", "/things")[0] == 200
+    # iot-data routes take `iotdata`, the control plane `iot`.
+    status, headers, body = sign("GET", "/things", service="iotdata")
+    assert status == 403 and "scoped to correct service: 'iot'" in body["message"]
+    status, headers, body = sign("GET", "/things", service="s3")
+    assert status == 403 and headers.get("x-amzn-ErrorType") == "InvalidSignatureException"
+    # A name that is not the server's, in a signed Host header.
+    status, _, body = sign("GET", "/things", host="evil.example")
+    assert status == 403 and "evil.example" in body["message"]
+    # x-amz-content-sha256 that is not the body's: refused before the body counts.
+    thing = uid("sha").replace("-", "_")
+    payload = b'{"attributePayload":{"attributes":{"a":"1"}}}'
+    status, _, body = sign("POST", f"/things/{thing}", payload,
+                           headers={"X-Amz-Content-SHA256": hashlib.sha256(b"other").hexdigest()})
+    assert status == 403 and "does not match the SHA-256 of the body" in body["message"]
+    status, _, body = sign("POST", f"/things/{thing}", payload, headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    assert status == 403 and "UNSIGNED-PAYLOAD" in body["message"]
+    # A captured request replayed with another body: refused, and nothing was written.
+    req = AWSRequest(method="POST", url=aws.endpoint(drover) + f"/things/{thing}", data=payload,
+                     headers={"X-Amz-Content-SHA256": hashlib.sha256(payload).hexdigest()})
+    SigV4Auth(Credentials(*key), "iot", aws.REGION).add_auth(req)
+    status, _, body = aws.send("POST", req.url, b'{"attributePayload":{"attributes":{"a":"2"}}}', dict(req.headers))
+    assert status == 403 and "does not match" in body["message"]
+    with pytest.raises(ClientError) as e:
+        aws.iot(drover).describe_thing(thingName=thing)
+    assert error_code(e) == "ResourceNotFoundException"
+    assert aws.send("POST", req.url, payload, dict(req.headers))[0] == 200
+    assert aws.iot(drover).describe_thing(thingName=thing)["attributes"] == {"a": "1"}
 
 
 def test_unsigned_and_badly_signed_requests_are_refused(drover):
