@@ -132,6 +132,7 @@ public struct DroverApplication: Sendable {
         var controlPlaneConfiguration = ControlPlane.Configuration(
             endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing, shadows: shadows,
             fleetConfig: fleetConfig)
+        controlPlaneConfiguration.maxBodySize = configuration.httpLimits.maxBodySize
         controlPlaneConfiguration.regions = configuration.allowedRegions
         controlPlaneConfiguration.hostNames = configuration.allowedAPIHostNames
         let controlPlane = ControlPlane(registry: deviceRegistry, configuration: controlPlaneConfiguration, logger: logger)
@@ -144,7 +145,7 @@ public struct DroverApplication: Sendable {
                 group: eventLoopGroup, logger: logger))
         }
         if configuration.mqtts.port != 0 {
-            let hostNames = configuration.serverHostNames ?? ["localhost", "127.0.0.1", ProcessInfo.processInfo.hostName]
+            let hostNames = configuration.serverNames
             let tls = try Self.serverTLS(authority: authority, hostNames: hostNames) { leaf, _ in
                 access.verifyClientCertificate(leaf)
             }
@@ -154,16 +155,34 @@ public struct DroverApplication: Sendable {
                                      allowAnonymous: false),
                 group: eventLoopGroup, logger: logger, tls: tls))
         }
+        // One cap on connections for both HTTP listeners.
+        let httpGate = HTTPConnectionGate(limit: configuration.httpLimits.maxConnections)
         if configuration.http.port != 0 {
             let host = configuration.http.bind
             let port = configuration.http.port
-            services.append(DroverHTTPServer.buildApplication(
+            services.append(try DroverHTTPServer.buildApplication(
                 configuration: .init(host: host, port: port,
                                      allowAnonymousWebSocket: configuration.http.allowAnonymous),
-                broker: broker, registry: registry, controlPlane: controlPlane, eventLoopGroup: eventLoopGroup, logger: logger,
+                broker: broker, registry: registry, controlPlane: controlPlane, limits: configuration.httpLimits, gate: httpGate,
+                eventLoopGroup: eventLoopGroup, logger: logger,
                 onServerRunning: { channel in
                     logger.notice("HTTP server ready", metadata: [
                         "address": "\(host):\(channel.localAddress?.port ?? port)",
+                        "routes": "/health /metrics /mqtt (WebSocket), AWS IoT control plane (SigV4)",
+                    ])
+                }))
+        }
+        if configuration.https.port != 0 {
+            let host = configuration.https.bind
+            let port = configuration.https.port
+            let tls = try Self.httpsTLS(configuration, authority: authority)
+            services.append(try DroverHTTPServer.buildApplication(
+                configuration: .init(host: host, port: port, allowAnonymousWebSocket: configuration.https.allowAnonymous, tls: tls),
+                broker: broker, registry: registry, controlPlane: controlPlane, limits: configuration.httpLimits, gate: httpGate,
+                eventLoopGroup: eventLoopGroup, logger: logger,
+                onServerRunning: { channel in
+                    logger.notice("HTTPS server ready", metadata: [
+                        "address": "\(host):\(channel.localAddress?.port ?? port)", "tls": "1.2+",
                         "routes": "/health /metrics /mqtt (WebSocket), AWS IoT control plane (SigV4)",
                     ])
                 }))
@@ -233,7 +252,7 @@ public struct DroverApplication: Sendable {
             return try load(certificatePath, keyPath)
         }
         let authority = try CertificateAuthority.generate(now: Date())
-        guard manager.createFile(atPath: keyPath, contents: Data(authority.privateKeyPEM.utf8), attributes: [.posixPermissions: 0o600]),
+        guard writeSecretFile(keyPath, authority.privateKeyPEM),
               manager.createFile(atPath: certificatePath, contents: Data(authority.certificatePEM.utf8), attributes: [.posixPermissions: 0o644])
         else { throw DroverConfiguration.Error(description: "cannot write the CA to \(configuration.dataDir)") }
         logger.notice("created the certificate authority", metadata: ["certificate": "\(certificatePath)", "key": "\(keyPath)"])
@@ -255,6 +274,26 @@ public struct DroverApplication: Sendable {
             publicKey: keys.publicKey, hostNames: names.isEmpty ? ["localhost"] : names, ipAddresses: ips, validityDays: 397,
             now: Date())
         return MQTTTLSSetup(certificateChainPEM: pem(of: certificate), privateKeyPEM: keys.privateKeyPEM, verifyClient: verify)
+    }
+
+    /// The HTTPS server's certificate: the operator's files, or one the CA issues at every start
+    /// for the server's names (as for MQTT), so clients verify it with `ca.pem`.
+    static func httpsTLS(_ configuration: DroverConfiguration, authority: CertificateAuthority) throws -> HTTPServerConfiguration.TLS {
+        if let certificateFile = configuration.httpsCertificateFile {
+            guard let keyFile = configuration.httpsPrivateKeyFile else {
+                throw DroverConfiguration.Error(description: "https.certificate_file needs https.private_key_file")
+            }
+            try checkPrivate(keyFile)
+            guard let chain = try? String(contentsOfFile: certificateFile, encoding: .utf8),
+                  let key = try? String(contentsOfFile: keyFile, encoding: .utf8)
+            else { throw DroverConfiguration.Error(description: "cannot read \(certificateFile) or \(keyFile)") }
+            return HTTPServerConfiguration.TLS(certificateChainPEM: chain, privateKeyPEM: key)
+        }
+        if configuration.httpsPrivateKeyFile != nil {
+            throw DroverConfiguration.Error(description: "https.private_key_file needs https.certificate_file")
+        }
+        let server = try serverTLS(authority: authority, hostNames: configuration.serverNames) { _, _ in false }
+        return HTTPServerConfiguration.TLS(certificateChainPEM: server.certificateChainPEM, privateKeyPEM: server.privateKeyPEM)
     }
 
     static func makeShadowStore(_ configuration: DroverConfiguration) throws -> any ShadowStore {
@@ -311,7 +350,7 @@ public struct DroverApplication: Sendable {
         let path = (configuration.dataDir as NSString).appendingPathComponent("admin-credentials")
         let hasAdmin = registry.snapshot.accessKeys.values.contains { $0.name == "admin" }
         guard !hasAdmin else { return }
-        let key = AccessKey.generate(name: "admin")
+        let key = AccessKey.generate(name: "admin", policy: APIRole.admin.document, role: APIRole.admin.rawValue)
         let text = """
             # Drover's admin access key, made on the first start. boto3 and the AWS CLI read it with
             # AWS_SHARED_CREDENTIALS_FILE=\(path)
@@ -320,11 +359,26 @@ public struct DroverApplication: Sendable {
             aws_secret_access_key = \(key.secret)
 
             """
-        guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
+        guard writeSecretFile(path, text) else {
             throw DroverConfiguration.Error(description: "cannot write \(path)")
         }
         _ = try registry.installAccessKey(key)
         logger.notice("created the admin access key", metadata: ["accessKeyId": "\(key.id)", "credentials": "\(path)"])
+    }
+
+    /// Creates `path` with mode 0600 from its first byte (open with O_CREAT|O_EXCL and the mode,
+    /// not a write then a chmod); false if it exists or cannot be written.
+    static func writeSecretFile(_ path: String, _ text: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written > 0 else { return false }
+            bytes = bytes.dropFirst(written)
+        }
+        return fsync(fd) == 0
     }
 
     /// A secret file readable by others is refused: it would not be a secret.

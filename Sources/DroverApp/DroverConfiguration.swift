@@ -1,4 +1,5 @@
 import Foundation
+import DroverHTTP
 import DroverShadow
 import MQTTBroker
 import Yams
@@ -19,7 +20,15 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var logLevel = "info"
     public var mqtt = Listener(bind: "127.0.0.1", port: 1883, allowAnonymous: nil)
     public var mqtts = Listener(bind: "0.0.0.0", port: 8883, allowAnonymous: false)
-    public var http = Listener(bind: "0.0.0.0", port: 8080, allowAnonymous: nil)
+    /// Plain HTTP, for local tools: loopback unless configured otherwise.
+    public var http = Listener(bind: "127.0.0.1", port: 8080, allowAnonymous: nil)
+    /// HTTPS: the API, metrics and MQTT over secure WebSocket, for everyone else.
+    public var https = Listener(bind: "0.0.0.0", port: 8443, allowAnonymous: false)
+    /// The HTTPS server's certificate chain and key (PEM files); nil: issued by the CA at start.
+    public var httpsCertificateFile: String?
+    public var httpsPrivateKeyFile: String?
+    /// Bounds of both HTTP listeners: header deadline, idle timeout, connections, sizes.
+    public var httpLimits = HTTPLimits()
     public var limits = BrokerConfiguration()
     /// `sqlite` (durable, the default) or `memory` (state is lost when the process stops).
     public var storageBackend = "sqlite"
@@ -67,6 +76,11 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var serverHostNames: [String]?
 
     public init() {}
+
+    /// The names in the TLS servers' certificates (MQTT and HTTPS).
+    public var serverNames: [String] {
+        serverHostNames ?? ["localhost", "127.0.0.1", ProcessInfo.processInfo.hostName]
+    }
 
     /// The regions an API signature may name.
     public var allowedRegions: Set<String> {
@@ -170,6 +184,15 @@ public struct DroverConfiguration: Sendable, Hashable {
         "mqtt.allow_anonymous": { $0.mqtt.allowAnonymous = try bool($1, "mqtt.allow_anonymous") },
         "mqtts.bind": { $0.mqtts.bind = $1 },
         "mqtts.port": { $0.mqtts.port = try port($1, "mqtts.port") },
+        "https.bind": { $0.https.bind = $1 },
+        "https.port": { $0.https.port = try port($1, "https.port") },
+        "https.certificate_file": { $0.httpsCertificateFile = $1 },
+        "https.private_key_file": { $0.httpsPrivateKeyFile = $1 },
+        "http.header_timeout": { $0.httpLimits.headerTimeout = .seconds(Int64(try int($1, "http.header_timeout", 1...3600))) },
+        "http.idle_timeout": { $0.httpLimits.idleTimeout = .seconds(Int64(try int($1, "http.idle_timeout", 1...86_400))) },
+        "http.max_connections": { $0.httpLimits.maxConnections = try int($1, "http.max_connections", 1...1_000_000) },
+        "http.max_header_size": { $0.httpLimits.maxHeaderSize = try int($1, "http.max_header_size", 1024...1 << 20) },
+        "http.max_body_size": { $0.httpLimits.maxBodySize = try int($1, "http.max_body_size", 1024...64 << 20) },
         "http.bind": { $0.http.bind = $1 },
         "http.port": { $0.http.port = try port($1, "http.port") },
         "http.allow_anonymous_websocket": { $0.http.allowAnonymous = try bool($1, "http.allow_anonymous_websocket") },

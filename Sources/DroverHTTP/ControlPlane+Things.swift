@@ -1,3 +1,4 @@
+import DroverPolicy
 import DroverRegistry
 import Foundation
 import Hummingbird
@@ -223,6 +224,21 @@ extension ControlPlane {
         var secretAccessKey: String?
         var name: String
         var creationDate: Double
+        /// The role the policy came from, if it came from one.
+        var role: String?
+        /// The policy document; absent for a key with full rights from before policies.
+        var policy: String?
+        var status: String
+
+        init(_ key: AccessKey, secret: Bool = false) {
+            accessKeyId = key.id
+            secretAccessKey = secret ? key.secret : nil
+            name = key.name
+            creationDate = key.createdAt
+            role = key.role ?? (key.policy == nil ? "admin" : nil)
+            policy = key.policy
+            status = key.active ? "Active" : "Revoked"
+        }
     }
 
     struct AccessKeysOutput: Encodable {
@@ -230,19 +246,48 @@ extension ControlPlane {
     }
 
     func listAccessKeys(_ call: Call) async throws -> Response {
-        Self.json(AccessKeysOutput(accessKeys: registry.listAccessKeys().map {
-            AccessKeyOutput(accessKeyId: $0.id, secretAccessKey: nil, name: $0.name, creationDate: $0.createdAt)
-        }))
+        Self.json(AccessKeysOutput(accessKeys: registry.listAccessKeys().map { AccessKeyOutput($0) }))
     }
 
     struct CreateAccessKeyInput: Decodable {
         var name: String?
+        /// A ready-made role: admin, operator, provisioner or read-only.
+        var role: String?
+        /// An IAM-style policy document, as JSON text.
+        var policy: String?
     }
 
+    /// Creates a key with a role or a policy; never with more rights than the caller's own key.
     func createAccessKey(_ call: Call) async throws -> Response {
         let input = try call.decode(CreateAccessKeyInput.self)
-        let key = try await registry.createAccessKey(call.caller, name: input.name ?? "")
-        return Self.json(AccessKeyOutput(accessKeyId: key.id, secretAccessKey: key.secret, name: key.name, creationDate: key.createdAt))
+        let text: String
+        switch (input.role, input.policy) {
+        case (let role?, nil):
+            guard let known = APIRole(rawValue: role) else {
+                throw RegistryError(.invalidRequest, "role must be one of \(APIRole.allCases.map(\.rawValue).joined(separator: ", ")), not '\(role.prefix(64))'")
+            }
+            text = known.document
+        case (nil, let policy?):
+            text = policy
+        case (nil, nil):
+            throw RegistryError(.invalidRequest, "give the new key a role (\(APIRole.allCases.map(\.rawValue).joined(separator: ", "))) or a policy")
+        case (_?, _?):
+            throw RegistryError(.invalidRequest, "give the new key a role or a policy, not both")
+        }
+        let policy: APIPolicy
+        switch APIPolicy.parse(text) {
+        case .success(let parsed): policy = parsed
+        case .failure(let error): throw RegistryError(.malformedPolicy, "the policy is not valid: \(error)")
+        }
+        // A key cannot hand out more than it holds.
+        if let caller = registry.accessKey(call.caller.principal), let mine = policies.policy(of: caller), !mine.covers(policy) {
+            let message = "access key \(caller.id) cannot create a key with rights it does not have itself"
+            registry.recordDenied(call.caller, operation: "CreateAccessKey", resource: "*", message: message)
+            throw RegistryError(.unauthorized, message)
+        }
+        let key = try await registry.createAccessKey(
+            call.caller, name: input.name ?? "", key: AccessKey.generate(name: input.name ?? "", policy: text, role: input.role))
+        return Self.json(AccessKeyOutput(key, secret: true))
     }
 
     func revokeAccessKey(_ call: Call) async throws -> Response {

@@ -1,4 +1,5 @@
 import DroverFleetConfig
+import DroverPolicy
 import DroverRegistry
 import DroverShadowService
 import DroverSigV4
@@ -6,6 +7,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// The AWS IoT control plane (`iot` service) over HTTP: botocore's paths and JSON shapes,
@@ -39,6 +41,7 @@ public struct ControlPlane: Sendable {
     let registry: Registry
     let configuration: Configuration
     let logger: Logger
+    let policies = AccessKeyPolicies()
 
     public init(registry: Registry, configuration: Configuration, logger: Logger) {
         self.registry = registry
@@ -94,82 +97,118 @@ public struct ControlPlane: Sendable {
 
     /// Adds the routes to `router`.
     public func register(on router: Router<BasicRequestContext>) {
-        route(router, .post, "/things/:thingName", createThing)
-        route(router, .get, "/things/:thingName", describeThing)
-        route(router, .patch, "/things/:thingName", updateThing)
-        route(router, .delete, "/things/:thingName", deleteThing)
-        route(router, .get, "/things", listThings)
-        route(router, .post, "/thing-types/:thingTypeName", createThingType)
-        route(router, .get, "/thing-types/:thingTypeName", describeThingType)
-        route(router, .delete, "/thing-types/:thingTypeName", deleteThingType)
-        route(router, .post, "/thing-types/:thingTypeName/deprecate", deprecateThingType)
-        route(router, .get, "/thing-types", listThingTypes)
-        route(router, .get, "/endpoint", describeEndpoint)
+        route(router, .post, "/things/:thingName", "CreateThing", createThing)
+        route(router, .get, "/things/:thingName", "DescribeThing", describeThing)
+        route(router, .patch, "/things/:thingName", "UpdateThing", updateThing)
+        route(router, .delete, "/things/:thingName", "DeleteThing", deleteThing)
+        route(router, .get, "/things", "ListThings", listThings)
+        route(router, .post, "/thing-types/:thingTypeName", "CreateThingType", createThingType)
+        route(router, .get, "/thing-types/:thingTypeName", "DescribeThingType", describeThingType)
+        route(router, .delete, "/thing-types/:thingTypeName", "DeleteThingType", deleteThingType)
+        route(router, .post, "/thing-types/:thingTypeName/deprecate", "DeprecateThingType", deprecateThingType)
+        route(router, .get, "/thing-types", "ListThingTypes", listThingTypes)
+        route(router, .get, "/endpoint", "DescribeEndpoint", describeEndpoint)
         // The fixed paths before the :thingGroupName ones.
-        route(router, .put, "/thing-groups/addThingToThingGroup", addThingToThingGroup)
-        route(router, .put, "/thing-groups/removeThingFromThingGroup", removeThingFromThingGroup)
-        route(router, .put, "/thing-groups/updateThingGroupsForThing", updateThingGroupsForThing)
-        route(router, .post, "/thing-groups/:thingGroupName", createThingGroup)
-        route(router, .get, "/thing-groups/:thingGroupName", describeThingGroup)
-        route(router, .patch, "/thing-groups/:thingGroupName", updateThingGroup)
-        route(router, .delete, "/thing-groups/:thingGroupName", deleteThingGroup)
-        route(router, .get, "/thing-groups", listThingGroups)
-        route(router, .get, "/thing-groups/:thingGroupName/things", listThingsInThingGroup)
-        route(router, .get, "/things/:thingName/thing-groups", listThingGroupsForThing)
-        route(router, .post, "/keys-and-certificate", createKeysAndCertificate)
-        route(router, .post, "/certificates", createCertificateFromCsr)
-        route(router, .post, "/certificate/register", registerCertificate)
-        route(router, .post, "/certificate/register-no-ca", registerCertificateWithoutCA)
-        route(router, .get, "/certificates/:certificateId", describeCertificate)
-        route(router, .put, "/certificates/:certificateId", updateCertificate)
-        route(router, .delete, "/certificates/:certificateId", deleteCertificate)
-        route(router, .get, "/certificates", listCertificates)
-        route(router, .get, "/certificates-by-ca/:caCertificateId", listCertificatesByCA)
-        route(router, .post, "/cacertificate", registerCACertificate)
-        route(router, .get, "/cacertificate/:caCertificateId", describeCACertificate)
-        route(router, .put, "/cacertificate/:caCertificateId", updateCACertificate)
-        route(router, .delete, "/cacertificate/:caCertificateId", deleteCACertificate)
-        route(router, .get, "/cacertificates", listCACertificates)
-        route(router, .put, "/things/:thingName/principals", attachThingPrincipal)
-        route(router, .delete, "/things/:thingName/principals", detachThingPrincipal)
-        route(router, .get, "/things/:thingName/principals", listThingPrincipals)
-        route(router, .get, "/principals/things", listPrincipalThings)
-        route(router, .post, "/policies/:policyName", createPolicy)
-        route(router, .get, "/policies/:policyName", getPolicy)
-        route(router, .delete, "/policies/:policyName", deletePolicy)
-        route(router, .get, "/policies", listPolicies)
-        route(router, .post, "/policies/:policyName/version", createPolicyVersion)
-        route(router, .get, "/policies/:policyName/version", listPolicyVersions)
-        route(router, .get, "/policies/:policyName/version/:policyVersionId", getPolicyVersion)
-        route(router, .patch, "/policies/:policyName/version/:policyVersionId", setDefaultPolicyVersion)
-        route(router, .delete, "/policies/:policyName/version/:policyVersionId", deletePolicyVersion)
-        route(router, .put, "/target-policies/:policyName", attachPolicy)
-        route(router, .post, "/target-policies/:policyName", detachPolicy)
-        route(router, .post, "/attached-policies/:target", listAttachedPolicies)
-        route(router, .post, "/policy-targets/:policyName", listTargetsForPolicy)
-        route(router, .post, "/effective-policies", getEffectivePolicies)
-        route(router, .post, "/test-authorization", testAuthorization)
+        route(router, .put, "/thing-groups/addThingToThingGroup", "AddThingToThingGroup", addThingToThingGroup)
+        route(router, .put, "/thing-groups/removeThingFromThingGroup", "RemoveThingFromThingGroup", removeThingFromThingGroup)
+        route(router, .put, "/thing-groups/updateThingGroupsForThing", "UpdateThingGroupsForThing", updateThingGroupsForThing)
+        route(router, .post, "/thing-groups/:thingGroupName", "CreateThingGroup", createThingGroup)
+        route(router, .get, "/thing-groups/:thingGroupName", "DescribeThingGroup", describeThingGroup)
+        route(router, .patch, "/thing-groups/:thingGroupName", "UpdateThingGroup", updateThingGroup)
+        route(router, .delete, "/thing-groups/:thingGroupName", "DeleteThingGroup", deleteThingGroup)
+        route(router, .get, "/thing-groups", "ListThingGroups", listThingGroups)
+        route(router, .get, "/thing-groups/:thingGroupName/things", "ListThingsInThingGroup", listThingsInThingGroup)
+        route(router, .get, "/things/:thingName/thing-groups", "ListThingGroupsForThing", listThingGroupsForThing)
+        route(router, .post, "/keys-and-certificate", "CreateKeysAndCertificate", createKeysAndCertificate)
+        route(router, .post, "/certificates", "CreateCertificateFromCsr", createCertificateFromCsr)
+        route(router, .post, "/certificate/register", "RegisterCertificate", registerCertificate)
+        route(router, .post, "/certificate/register-no-ca", "RegisterCertificateWithoutCA", registerCertificateWithoutCA)
+        route(router, .get, "/certificates/:certificateId", "DescribeCertificate", describeCertificate)
+        route(router, .put, "/certificates/:certificateId", "UpdateCertificate", updateCertificate)
+        route(router, .delete, "/certificates/:certificateId", "DeleteCertificate", deleteCertificate)
+        route(router, .get, "/certificates", "ListCertificates", listCertificates)
+        route(router, .get, "/certificates-by-ca/:caCertificateId", "ListCertificatesByCA", listCertificatesByCA)
+        route(router, .post, "/cacertificate", "RegisterCACertificate", registerCACertificate)
+        route(router, .get, "/cacertificate/:caCertificateId", "DescribeCACertificate", describeCACertificate)
+        route(router, .put, "/cacertificate/:caCertificateId", "UpdateCACertificate", updateCACertificate)
+        route(router, .delete, "/cacertificate/:caCertificateId", "DeleteCACertificate", deleteCACertificate)
+        route(router, .get, "/cacertificates", "ListCACertificates", listCACertificates)
+        route(router, .put, "/things/:thingName/principals", "AttachThingPrincipal", attachThingPrincipal)
+        route(router, .delete, "/things/:thingName/principals", "DetachThingPrincipal", detachThingPrincipal)
+        route(router, .get, "/things/:thingName/principals", "ListThingPrincipals", listThingPrincipals)
+        route(router, .get, "/principals/things", "ListPrincipalThings", listPrincipalThings)
+        route(router, .post, "/policies/:policyName", "CreatePolicy", createPolicy)
+        route(router, .get, "/policies/:policyName", "GetPolicy", getPolicy)
+        route(router, .delete, "/policies/:policyName", "DeletePolicy", deletePolicy)
+        route(router, .get, "/policies", "ListPolicies", listPolicies)
+        route(router, .post, "/policies/:policyName/version", "CreatePolicyVersion", createPolicyVersion)
+        route(router, .get, "/policies/:policyName/version", "ListPolicyVersions", listPolicyVersions)
+        route(router, .get, "/policies/:policyName/version/:policyVersionId", "GetPolicyVersion", getPolicyVersion)
+        route(router, .patch, "/policies/:policyName/version/:policyVersionId", "SetDefaultPolicyVersion", setDefaultPolicyVersion)
+        route(router, .delete, "/policies/:policyName/version/:policyVersionId", "DeletePolicyVersion", deletePolicyVersion)
+        route(router, .put, "/target-policies/:policyName", "AttachPolicy", attachPolicy)
+        route(router, .post, "/target-policies/:policyName", "DetachPolicy", detachPolicy)
+        route(router, .post, "/attached-policies/:target", "ListAttachedPolicies", listAttachedPolicies)
+        route(router, .post, "/policy-targets/:policyName", "ListTargetsForPolicy", listTargetsForPolicy)
+        route(router, .post, "/effective-policies", "GetEffectivePolicies", getEffectivePolicies)
+        route(router, .post, "/test-authorization", "TestAuthorization", testAuthorization)
         // iot-data
-        route(router, .get, "/things/:thingName/shadow", service: .iotData, getThingShadow)
-        route(router, .post, "/things/:thingName/shadow", service: .iotData, updateThingShadow)
-        route(router, .delete, "/things/:thingName/shadow", service: .iotData, deleteThingShadow)
-        route(router, .get, "/api/things/shadow/ListNamedShadowsForThing/:thingName", service: .iotData, listNamedShadowsForThing)
-        route(router, .post, "/topics/**", service: .iotData, publish)
-        route(router, .get, "/drover/audit", queryAudit)
-        route(router, .get, "/drover/access-keys", listAccessKeys)
-        route(router, .post, "/drover/access-keys", createAccessKey)
-        route(router, .delete, "/drover/access-keys/:accessKeyId", revokeAccessKey)
+        route(router, .get, "/things/:thingName/shadow", "GetThingShadow", service: .iotData, getThingShadow)
+        route(router, .post, "/things/:thingName/shadow", "UpdateThingShadow", service: .iotData,
+              maxBody: configuration.shadows?.limits.maximumRequestSize, updateThingShadow)
+        route(router, .delete, "/things/:thingName/shadow", "DeleteThingShadow", service: .iotData, deleteThingShadow)
+        route(router, .get, "/api/things/shadow/ListNamedShadowsForThing/:thingName", "ListNamedShadowsForThing", service: .iotData, listNamedShadowsForThing)
+        route(router, .post, "/topics/**", "Publish", service: .iotData, publish)
+        route(router, .get, "/drover/audit", "QueryAudit", queryAudit)
+        route(router, .get, "/drover/access-keys", "ListAccessKeys", listAccessKeys)
+        route(router, .post, "/drover/access-keys", "CreateAccessKey", createAccessKey)
+        route(router, .delete, "/drover/access-keys/:accessKeyId", "RevokeAccessKey", revokeAccessKey)
         registerConfig(on: router)
     }
 
+    /// Adds a route for `operation`, whose access key policy action is `iot:`, `iotdata:` (the
+    /// data plane) or `drover:` (Drover's own routes, under `/drover/` and `/config/`) and the
+    /// operation's name.
     func route(
-        _ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, service: Service = .iot,
-        _ handler: @escaping Handler
+        _ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, _ operation: String,
+        service: Service = .iot, maxBody: Int? = nil, _ handler: @escaping Handler
     ) {
         let verifier = verifier(for: service)
+        let limit = min(maxBody ?? configuration.maxBodySize, configuration.maxBodySize)
+        let text = path.description
+        let policyService = service == .iotData ? "iotdata" : (text.hasPrefix("/drover/") || text.hasPrefix("/config/") ? "drover" : "iot")
+        let action = Action(service: policyService, operation: operation)
         router.on(path, method: method) { request, context -> Response in
-            try await authenticate(request, context, verifier, handler)
+            try await authenticate(request, context, verifier, maxBody: limit, action: action, handler)
         }
+    }
+
+    /// The ARN a request acts on, from its path parameters; `*` for lists and the like.
+    func resourceARN(_ context: BasicRequestContext, path: String, region: String) -> String {
+        let prefix = "arn:aws:iot:\(region):\(registry.configuration.account):"
+        func value(_ name: String) -> String? {
+            context.parameters.get(name).map { $0.removingPercentEncoding ?? $0 }
+        }
+        if let name = value("thingName") { return prefix + "thing/" + name }
+        if let name = value("thingGroupName") { return prefix + "thinggroup/" + name }
+        if let name = value("thingTypeName") { return prefix + "thingtype/" + name }
+        if let name = value("policyName") { return prefix + "policy/" + name }
+        if let id = value("certificateId") { return prefix + "cert/" + id }
+        if let id = value("caCertificateId") { return prefix + "cacert/" + id }
+        if let id = value("accessKeyId") { return prefix + "accesskey/" + id }
+        if let name = value("templateName") { return prefix + "configtemplate/" + name }
+        if let name = value("deploymentName") { return prefix + "configdeployment/" + name }
+        if path.hasPrefix("/topics/") {
+            let topic = String(path.dropFirst("/topics/".count))
+            return prefix + "topic/" + (topic.removingPercentEncoding ?? topic)
+        }
+        return "*"
+    }
+
+    /// What a route does, for access key policies.
+    struct Action: Sendable {
+        let service: String
+        let operation: String
     }
 
     /// Checks the signature, then runs `handler`. What does not need the body (the form of the
@@ -177,7 +216,8 @@ public struct ControlPlane: Sendable {
     /// client sent `x-amz-content-sha256`) is checked before the body is read; the body must then
     /// hash to what was signed.
     private func authenticate(
-        _ request: Request, _ context: BasicRequestContext, _ verifier: SigV4Verifier, _ handler: Handler
+        _ request: Request, _ context: BasicRequestContext, _ verifier: SigV4Verifier, maxBody: Int, action: Action,
+        _ handler: Handler
     ) async throws -> Response {
         var request = request
         var headers: [(String, String)] = request.headers.map { ($0.name.canonicalName, $0.value) }
@@ -199,21 +239,33 @@ public struct ControlPlane: Sendable {
         case .signed(let value): signed = value
         }
         if case .refused(let code, let message) = signed.verifyBeforeBody() { return refused(code, message) }
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > configuration.maxBodySize {
-            return Self.error(.contentTooLarge, "RequestEntityTooLargeException", "the body is larger than \(configuration.maxBodySize) bytes")
+        // The key's policy, before the body is read when the signature already is checked.
+        let caller = Caller(principal: signed.accessKeyId, region: signed.region)
+        let resource = resourceARN(context, path: path, region: signed.region)
+        let apiRequest = APIPolicy.Request(service: action.service, operation: action.operation, resource: resource)
+        if !policies.allows(registry.accessKey(signed.accessKeyId), apiRequest) {
+            let message = "access key \(signed.accessKeyId) is not authorized to perform: \(apiRequest.action) on resource: \(resource.clippedForLog)"
+            logger.info("API request denied by the key's policy", metadata: [
+                "key": "\(signed.accessKeyId)", "action": "\(apiRequest.action)", "resource": "\(resource.clippedForLog)",
+            ])
+            registry.recordDenied(caller, operation: action.operation, resource: resource.clippedForLog, message: message)
+            return Self.error(.forbidden, "UnauthorizedException", message)
+        }
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBody {
+            return Self.error(.contentTooLarge, "RequestEntityTooLargeException", "the body is larger than \(maxBody) bytes")
         }
         let body: [UInt8]
         do {
-            let buffer = try await request.collectBody(upTo: configuration.maxBodySize)
+            let buffer = try await request.collectBody(upTo: maxBody)
             body = Array(buffer.readableBytesView)
         } catch {
-            return Self.error(.contentTooLarge, "RequestEntityTooLargeException", "the body is larger than \(configuration.maxBodySize) bytes")
+            return Self.error(.contentTooLarge, "RequestEntityTooLargeException", "the body is larger than \(maxBody) bytes")
         }
         switch signed.verify(payloadHash: SigV4Verifier.payloadHash(of: body)) {
         case .refused(let code, let message):
             return refused(code, message)
-        case .verified(let keyId, let region, _):
-            let call = Call(caller: Caller(principal: keyId, region: region), body: body, request: request, context: context)
+        case .verified:
+            let call = Call(caller: caller, body: body, request: request, context: context)
             do {
                 return try await handler(call)
             } catch let error as RegistryError {
@@ -251,7 +303,7 @@ public struct ControlPlane: Sendable {
         case .notFound: .notFound
         case .alreadyExists, .versionConflict, .deleteConflict, .versionsLimitExceeded: .conflict
         case .certificateState: .notAcceptable
-        case .unauthorized: .unauthorized
+        case .unauthorized: .forbidden
         case .limitExceeded: .gone
         case .internalFailure: .internalServerError
         default: .badRequest
@@ -267,5 +319,29 @@ extension String {
     /// A path or name from a request, cut for a log line.
     var clippedForLog: String {
         count <= 200 ? self : String(prefix(200)) + "..."
+    }
+}
+
+/// The parsed policy of each access key, kept while its text stays the same.
+final class AccessKeyPolicies: Sendable {
+    private let cache = NIOLockedValueBox<[String: (text: String, policy: APIPolicy?)]>([:])
+
+    /// Whether `key` may make `request`: a key without a policy (stored before policies existed,
+    /// or the configured admin key) has full rights; a policy that does not parse allows nothing.
+    func allows(_ key: AccessKey?, _ request: APIPolicy.Request) -> Bool {
+        guard let key else { return false }
+        guard let policy = policy(of: key) else { return key.policy == nil }
+        return policy.allows(request)
+    }
+
+    func policy(of key: AccessKey) -> APIPolicy? {
+        guard let text = key.policy else { return nil }
+        if let cached = cache.withLockedValue({ $0[key.id] }), cached.text == text { return cached.policy }
+        let parsed = try? APIPolicy.parse(text).get()
+        cache.withLockedValue { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[key.id] = (text, parsed)
+        }
+        return parsed
     }
 }

@@ -237,6 +237,7 @@ extension Registry {
             if let existing = state.accessKeys[key.id] {
                 // Configured keys are put again at every start: the same key is no change.
                 if existing == key { return existing }
+                guard existing.active else { throw RegistryError(.alreadyExists, "access key \(key.id) was revoked") }
                 guard existing.secret == key.secret else {
                     throw RegistryError(.alreadyExists, "access key \(key.id) already exists")
                 }
@@ -251,11 +252,23 @@ extension Registry {
         snapshot.accessKeys.values.sorted { $0.createdAt < $1.createdAt }
     }
 
+    /// Records a request that the caller's access key policy refused.
+    public func recordDenied(_ caller: Caller, operation: String, resource: String, message: String) {
+        let entry = AuditEntry(time: Date().timeIntervalSince1970, principal: caller.principal, operation: operation,
+                               resource: resource, outcome: "UnauthorizedException", message: message)
+        appendAudit(entry)
+    }
+
+    /// Revokes a key for good: its record stays, without its secret and marked revoked, so
+    /// that a key configured in the file or the admin-credentials file is not put back at the
+    /// next start.
     public func revokeAccessKey(_ caller: Caller, id: String) async throws {
         try await mutate(caller, "RevokeAccessKey", "access-key/\(id)") { state, changes in
-            guard state.accessKeys[id] != nil else { throw RegistryError.notFound("access key", id) }
-            state.accessKeys[id] = nil
-            changes.append(Self.removal(Kind.accessKey, id))
+            guard var key = state.accessKeys[id], key.active else { throw RegistryError.notFound("access key", id) }
+            key.active = false
+            key.secret = ""
+            state.accessKeys[id] = key
+            changes.append(Self.record(Kind.accessKey, id, key))
         }
     }
 }

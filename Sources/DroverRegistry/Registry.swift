@@ -150,6 +150,15 @@ public final class Registry: @unchecked Sendable {
         }
     }
 
+    /// Appends an audit entry in the order of the writes.
+    func appendAudit(_ entry: AuditEntry) {
+        queue.async { [self] in
+            do { try store.appendAudit(entry) } catch {
+                logger.error("audit write failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
     /// Closes the store after the writes already queued; nothing may change the registry after.
     public func close() {
         queue.sync { store.close() }
@@ -161,6 +170,11 @@ public final class Registry: @unchecked Sendable {
         try queue.sync {
             var copy = lock.withLock { state }
             if copy.accessKeys[key.id] == key { return false }
+            // A revoked key stays revoked, whatever the configuration still names.
+            if let existing = copy.accessKeys[key.id], !existing.active {
+                logger.warning("a configured access key was revoked and stays revoked", metadata: ["accessKeyId": "\(key.id)"])
+                return false
+            }
             copy.accessKeys[key.id] = key
             let entry = AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "CreateAccessKey",
                                    resource: "access-key/\(key.id)", outcome: "success", message: key.name)

@@ -28,23 +28,34 @@ public struct AccessKey: Codable, Sendable, Hashable {
     public var name: String
     public var createdAt: Double
     public var active: Bool
+    /// What the key may do: an IAM-style policy document (see `APIPolicy`). Keys stored before
+    /// policies existed have none and keep the full rights they had.
+    public var policy: String?
+    /// The ready-made role the policy came from, if any (`admin`, `operator`, ...).
+    public var role: String?
 
-    public init(id: String, secret: String, name: String, createdAt: Double, active: Bool = true) {
+    public init(
+        id: String, secret: String, name: String, createdAt: Double, active: Bool = true, policy: String? = nil,
+        role: String? = nil
+    ) {
         self.id = id
         self.secret = secret
         self.name = name
         self.createdAt = createdAt
         self.active = active
+        self.policy = policy
+        self.role = role
     }
 
     /// A new key: "DRVR" and 16 characters of base 32 for the id (20, as AWS's), 40 for the secret.
-    public static func generate(name: String, now: Date = Date()) -> AccessKey {
+    public static func generate(name: String, policy: String? = nil, role: String? = nil, now: Date = Date()) -> AccessKey {
         let upper = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
         let any = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
         var generator = SystemRandomNumberGenerator()
-        let id = "DRVR" + String((0..<16).map { _ in upper.randomElement(using: &generator)! })
-        let secret = String((0..<40).map { _ in any.randomElement(using: &generator)! })
-        return AccessKey(id: id, secret: secret, name: name, createdAt: now.timeIntervalSince1970)
+        // The alphabets are not empty: randomElement cannot be nil.
+        let id = "DRVR" + String((0..<16).map { _ in upper.randomElement(using: &generator) ?? "A" })
+        let secret = String((0..<40).map { _ in any.randomElement(using: &generator) ?? "A" })
+        return AccessKey(id: id, secret: secret, name: name, createdAt: now.timeIntervalSince1970, policy: policy, role: role)
     }
 }
 

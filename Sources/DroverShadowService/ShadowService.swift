@@ -40,6 +40,9 @@ public final class ShadowService: Sendable {
 
     private let store: any ShadowStore
     private let configuration: Configuration
+
+    /// The bounds of shadow requests and documents.
+    public var limits: ShadowLimits { configuration.limits }
     private let logger: Logger
     private let queue = DispatchQueue(label: "drover.shadows")
     private let client: InProcessClient

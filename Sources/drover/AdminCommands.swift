@@ -118,8 +118,26 @@ struct KeysCommand: AsyncParsableCommand {
         @OptionGroup var api: APIOptions
         @Option(name: .long, help: "A name to recognise it by.")
         var name = ""
+        @Option(name: .long, help: "A ready-made policy: admin, operator, provisioner or read-only.")
+        var role: String?
+        @Option(name: .long, help: "A file with an IAM-style policy document (Effect, Action, Resource).")
+        var policy: String?
 
-        func run() async throws { printJSON(try await api.call("POST", "/drover/access-keys", body: ["name": name])) }
+        func validate() throws {
+            guard (role == nil) != (policy == nil) else { throw ValidationError("give --role or --policy (one of them)") }
+        }
+
+        func run() async throws {
+            var body: [String: Any] = ["name": name]
+            if let role { body["role"] = role }
+            if let policy {
+                guard let text = try? String(contentsOfFile: policy, encoding: .utf8) else {
+                    throw ValidationError("cannot read the policy file \(policy)")
+                }
+                body["policy"] = text
+            }
+            printJSON(try await api.call("POST", "/drover/access-keys", body: body))
+        }
     }
 
     struct List: AsyncParsableCommand {

@@ -27,8 +27,11 @@ struct ServerOptions: ParsableArguments {
     @Option(name: .long, help: "MQTT over mutual TLS port; 0 turns it off. Default: 8883")
     var mqttsPort: Int?
 
-    @Option(name: .long, help: "HTTP API, metrics and MQTT over WebSocket port; 0 turns it off. Default: 8080")
+    @Option(name: .long, help: "Plain HTTP API, metrics and MQTT over WebSocket port; 0 turns it off. Default: 8080 on 127.0.0.1")
     var httpPort: Int?
+
+    @Option(name: .long, help: "HTTPS API, metrics and MQTT over secure WebSocket port; 0 turns it off. Default: 8443")
+    var httpsPort: Int?
 
     func load() throws -> DroverConfiguration {
         var configuration = try DroverConfiguration.load(file: config, environment: ProcessInfo.processInfo.environment)
@@ -36,6 +39,7 @@ struct ServerOptions: ParsableArguments {
         if let mqttPort { try configuration.set("mqtt.port", "\(mqttPort)", source: "--mqtt-port") }
         if let mqttsPort { try configuration.set("mqtts.port", "\(mqttsPort)", source: "--mqtts-port") }
         if let httpPort { try configuration.set("http.port", "\(httpPort)", source: "--http-port") }
+        if let httpsPort { try configuration.set("https.port", "\(httpsPort)", source: "--https-port") }
         return configuration
     }
 }

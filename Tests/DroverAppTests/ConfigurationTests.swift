@@ -1,4 +1,5 @@
 import DroverApp
+import DroverHTTP
 import Foundation
 import Testing
 
@@ -17,6 +18,13 @@ struct ConfigurationTests {
         #expect(config.mqtt.port == 1883)
         #expect(config.mqtts.port == 8883)
         #expect(config.http.port == 8080)
+        // Plain HTTP on loopback only; HTTPS for everyone else.
+        #expect(config.http.bind == "127.0.0.1")
+        #expect(config.https.bind == "0.0.0.0")
+        #expect(config.https.port == 8443)
+        #expect(config.httpLimits == HTTPLimits())
+        #expect(config.allowedRegions == ["us-east-1"])
+        #expect(config.allowedAPIHostNames.isSuperset(of: ["localhost", "127.0.0.1", "::1"]))
         #expect(config.dataDir == "./drover-data")
         #expect(config.limits.maxPacketSize == 1_048_576)
     }

@@ -1,5 +1,5 @@
 import DroverApp
-import DroverHTTP
+@testable import DroverHTTP
 import Foundation
 import Hummingbird
 import HummingbirdTesting
@@ -55,5 +55,28 @@ struct HTTPTests {
                                   logger: Logger(label: "test"))
         let attributes = try FileManager.default.attributesOfItem(atPath: configuration.dataDir)
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o700)
+    }
+
+    @Test(
+        "the HTTP guard reads each request's framing: one length, or chunked alone, within the body limit",
+        arguments: [
+            ("GET / HTTP/1.1\r\nHost: h\r\n\r\n", "body 0"),
+            ("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n", "body 12"),
+            ("POST / HTTP/1.1\r\ncontent-length: 7, 7\r\n\r\n", "body 7"),
+            ("POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", "body 7"),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "pass"),
+            ("GET /mqtt HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", "upgrade"),
+            ("POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n", "400 Bad Request"),
+            ("POST / HTTP/1.1\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n", "400 Bad Request"),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "400 Bad Request"),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", "400 Bad Request"),
+            ("POST / HTTP/1.1\r\nContent-Length: +7\r\n\r\n", "400 Bad Request"),
+            ("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", "400 Bad Request"),
+            ("POST / HTTP/1.1\r\nContent-Length : 7\r\n\r\n", "400 Bad Request"),
+            ("POST / HTTP/1.1\r\nno colon here\r\n\r\n", "400 Bad Request"),
+            ("POST / HTTP/1.1\r\nContent-Length: 1025\r\n\r\n", "413 Content Too Large"),
+        ])
+    func guardFraming(head: String, expected: String) {
+        #expect(HTTPGuardHandler.framingForTesting(head, maxBody: 1024) == expected)
     }
 }

@@ -104,6 +104,7 @@ class DroverServer:
         self.proc: subprocess.Popen | None = None
         self.mqtt_port = 0
         self.http_port = 0
+        self.https_port = 0
         self.expect_alive = True
         self.exit_code: int | None = None
         self._log = None
@@ -120,6 +121,9 @@ class DroverServer:
             self.mqtt_port, self.http_port = free_port(), free_port()
             while self.http_port == self.mqtt_port:
                 self.http_port = free_port()
+            self.https_port = free_port()
+            while self.https_port in (self.mqtt_port, self.http_port):
+                self.https_port = free_port()
             # DROVER_E2E_TLS=1: also the mutual-TLS listener, on a port of its own.
             self.mqtts_port = 0
             if self.env_extra.get("DROVER_E2E_TLS") == "1":
@@ -143,6 +147,7 @@ class DroverServer:
         env["DROVER_MQTT_BIND"] = HOST
         env["DROVER_HTTP_BIND"] = HOST
         env["DROVER_MQTTS_BIND"] = HOST
+        env["DROVER_HTTPS_BIND"] = HOST
         env.update(self.env_extra)
         if self._log is not None:
             self._log.close()
@@ -156,7 +161,7 @@ class DroverServer:
                                      f"or set DROVER_BIN")
             args = [str(binary), "serve", "--data-dir", str(self.data_dir),
                     "--mqtt-port", str(self.mqtt_port), "--mqtts-port", str(getattr(self, "mqtts_port", 0)),
-                    "--http-port", str(self.http_port)]
+                    "--http-port", str(self.http_port), "--https-port", str(self.https_port)]
         self._log.write(f"### starting: {' '.join(args)}\n".encode())
         self._log.flush()
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,

@@ -289,7 +289,8 @@ def test_aws_cli(drover):
 
 
 def test_access_keys_and_audit_log(drover):
-    status, _, created = aws.signed(drover, "POST", "/drover/access-keys", json.dumps({"name": "ci"}).encode())
+    status, _, created = aws.signed(drover, "POST", "/drover/access-keys",
+                                    json.dumps({"name": "ci", "role": "operator"}).encode())
     assert status == 200 and created["secretAccessKey"]
     key = (created["accessKeyId"], created["secretAccessKey"])
     name = uid("audited").replace("-", "_")
@@ -313,7 +314,9 @@ def test_access_keys_and_audit_log(drover):
     assert status == 400 and "ISO 8601" in body["message"]
 
     status, _, listed = aws.signed(drover, "GET", "/drover/access-keys")
-    assert key[0] in [k["accessKeyId"] for k in listed["accessKeys"]]
+    mine = [k for k in listed["accessKeys"] if k["accessKeyId"] == key[0]]
+    assert len(mine) == 1 and mine[0]["role"] == "operator" and mine[0]["status"] == "Active"
+    assert json.loads(mine[0]["policy"])["Statement"]
     assert all("secretAccessKey" not in k for k in listed["accessKeys"])
     status, _, _ = aws.signed(drover, "DELETE", f"/drover/access-keys/{key[0]}")
     assert status == 200

@@ -423,13 +423,16 @@ def test_cli_policy_explain_keys_audit_and_ca(tls_server, device_policy, tmp_pat
     ca = run("ca", "show", "--data-dir", str(tls_server.data_dir))
     assert ca.returncode == 0 and ca.stdout == (Path(tls_server.data_dir) / "ca.pem").read_text()
 
-    created = run("keys", "create", *api, "--name", "cli-test")
+    assert run("keys", "create", *api, "--name", "cli-test").returncode != 0  # a role or a policy is needed
+    created = run("keys", "create", *api, "--name", "cli-test", "--role", "read-only")
     key = json.loads(created.stdout)
     assert created.returncode == 0 and len(key["secretAccessKey"]) == 40
     assert aws.iot(tls_server, key=(key["accessKeyId"], key["secretAccessKey"])).list_things(maxResults=1) is not None
     assert run("keys", "revoke", *api, key["accessKeyId"]).returncode == 0
     listed = run("keys", "list", *api)
-    assert key["accessKeyId"] not in listed.stdout and key["secretAccessKey"] not in listed.stdout
+    entry = [k for k in json.loads(listed.stdout)["accessKeys"] if k["accessKeyId"] == key["accessKeyId"]]
+    assert entry and entry[0]["status"] == "Revoked" and entry[0]["role"] == "read-only"
+    assert key["secretAccessKey"] not in listed.stdout
 
     audit = run("audit", *api, "--operation", "RevokeAccessKey")
     assert audit.returncode == 0 and f"access-key/{key['accessKeyId']}" in audit.stdout and "success" in audit.stdout
