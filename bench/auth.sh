@@ -22,7 +22,7 @@ WORK=$(mktemp -d)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 DROVER_LIMITS_MAX_CONNECTIONS=20000 .build/release/drover serve --data-dir "$WORK/data" --mqtt-port $MQTT \
-    --mqtts-port $MQTTS --http-port $HTTP >"$WORK/drover.log" 2>&1 &
+    --mqtts-port $MQTTS --http-port $HTTP --https-port 0 >"$WORK/drover.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do
     [ -f "$WORK/data/admin-credentials" ] && (exec 3<>"/dev/tcp/127.0.0.1/$HTTP") 2>/dev/null && break
@@ -63,7 +63,9 @@ run() {  # $1: tcp or mtls
     local extra=()
     [ "$1" = mtls ] && extra=(--tls-dir "$WORK/devices" --tls-port $MQTTS)
     .build/release/drover-load fanin --port $MQTT --publishers "$DEVICES" --qos "$QOS" --duration "$DURATION" \
-        "${extra[@]}" 2>&1 | grep '^RESULT' | tr ' ' '\n' | grep '^rate=' | cut -d= -f2
+        "${extra[@]}" >"$WORK/load-$1.log" 2>&1 || { tail -20 "$WORK/load-$1.log" >&2; return 1; }
+    grep '^RESULT' "$WORK/load-$1.log" | sed -n 's/.*"rate":\([0-9.]*\).*/\1/p'
+    grep '^RESULT' "$WORK/load-$1.log" | sed 's/^RESULT /  /' >&2
 }
 declare -a TCP MTLS
 for round in $(seq 1 "$ROUNDS"); do

@@ -10,7 +10,7 @@ THINGS=${CONFIG_THINGS:-5000}
 WORK=$(mktemp -d)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-.build/release/drover serve --data-dir "$WORK/data" --mqtt-port 18892 --mqtts-port 0 --http-port 18893 >"$WORK/drover.log" 2>&1 &
+.build/release/drover serve --data-dir "$WORK/data" --mqtt-port 18892 --mqtts-port 0 --http-port 18893 --https-port 0 >"$WORK/drover.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do
     [ -f "$WORK/data/admin-credentials" ] && (exec 3<>/dev/tcp/127.0.0.1/18893) 2>/dev/null && break

@@ -172,7 +172,7 @@ start_broker() {
             local durability=normal
             [ "$scenario" = durable-qos1-fsync ] && durability=fsync
             DROVER_STORAGE_DURABILITY=$durability \
-                "$DROVER" serve --data-dir "$BROKER_DATA" --mqtt-port "$DROVER_PORT" --mqtts-port 0 --http-port 0 \
+                "$DROVER" serve --data-dir "$BROKER_DATA" --mqtt-port "$DROVER_PORT" --mqtts-port 0 --http-port 0 --https-port 0 \
                 >"$logfile" 2>&1 &
             BROKER_PID=$!
             ;;

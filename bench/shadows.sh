@@ -14,7 +14,7 @@ trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"
 for durability in fsync normal; do
     rm -rf "$WORK/data"
     DROVER_STORAGE_DURABILITY=$durability .build/release/drover serve --data-dir "$WORK/data" --mqtt-port 18890 \
-        --mqtts-port 0 --http-port 18891 >"$WORK/drover.log" 2>&1 &
+        --mqtts-port 0 --http-port 18891 --https-port 0 >"$WORK/drover.log" 2>&1 &
     PID=$!
     for _ in $(seq 1 100); do
         [ -f "$WORK/data/admin-credentials" ] && (exec 3<>/dev/tcp/127.0.0.1/18891) 2>/dev/null && break

@@ -51,7 +51,7 @@ CONF
             ;;
         drover)
             DROVER_LIMITS_MAX_QUEUED_MESSAGES=$((N * 2)) DROVER_STORAGE_DURABILITY=normal \
-                "$DROVER" serve --data-dir "$WORK/drover" --mqtt-port "$PORT" --mqtts-port 0 --http-port 0 \
+                "$DROVER" serve --data-dir "$WORK/drover" --mqtt-port "$PORT" --mqtts-port 0 --http-port 0 --https-port 0 \
                 >>"$WORK/drover.log" 2>&1 &
             ;;
     esac

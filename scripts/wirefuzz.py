@@ -1954,7 +1954,7 @@ class OwnServer:
             env.setdefault("SWIFT_BACKTRACE", "enable=yes,interactive=no,color=no,symbolicate=fast")
             env.update(self.env_extra)
             args = [str(self.exec_path), "serve", "--data-dir", str(self.data_dir), "--mqtt-port", str(self.mqtt_port),
-                    "--mqtts-port", str(self.mqtts_port), "--http-port", str(self.http_port)]
+                    "--mqtts-port", str(self.mqtts_port), "--http-port", str(self.http_port), "--https-port", "0"]
             with open(self.log_path, "ab") as f:
                 f.write(f"\n### wirefuzz starting: {' '.join(args)}\n".encode())
             logf = open(self.log_path, "ab")

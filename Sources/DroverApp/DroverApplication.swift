@@ -108,6 +108,7 @@ public struct DroverApplication: Sendable {
             var certificates = Set<String>(), cas = Set<String>(), things = Set<String>()
             for change in changes {
                 switch change.kind {
+                case Registry.Kind.accessKey: certificates.insert(RegistryAccessControl.accessKeyPrefix + change.key)
                 case Registry.Kind.certificate: certificates.insert(change.key)
                 case Registry.Kind.caCertificate: cas.insert(change.key)
                 case Registry.Kind.thingPrincipals: things.insert(change.key)
@@ -160,9 +161,11 @@ public struct DroverApplication: Sendable {
         if configuration.http.port != 0 {
             let host = configuration.http.bind
             let port = configuration.http.port
+            var httpConfiguration = HTTPServerConfiguration(
+                host: host, port: port, allowAnonymousWebSocket: configuration.http.allowAnonymous)
+            httpConfiguration.allowedOrigins = Set(configuration.httpAllowedOrigins)
             services.append(try DroverHTTPServer.buildApplication(
-                configuration: .init(host: host, port: port,
-                                     allowAnonymousWebSocket: configuration.http.allowAnonymous),
+                configuration: httpConfiguration,
                 broker: broker, registry: registry, controlPlane: controlPlane, limits: configuration.httpLimits, gate: httpGate,
                 eventLoopGroup: eventLoopGroup, logger: logger,
                 onServerRunning: { channel in
@@ -176,8 +179,12 @@ public struct DroverApplication: Sendable {
             let host = configuration.https.bind
             let port = configuration.https.port
             let tls = try Self.httpsTLS(configuration, authority: authority)
+            var httpsConfiguration = HTTPServerConfiguration(
+                host: host, port: port, allowAnonymousWebSocket: configuration.https.allowAnonymous, tls: tls)
+            httpsConfiguration.allowedOrigins = Set(configuration.httpAllowedOrigins)
+            httpsConfiguration.monitoring = configuration.publicMonitoring
             services.append(try DroverHTTPServer.buildApplication(
-                configuration: .init(host: host, port: port, allowAnonymousWebSocket: configuration.https.allowAnonymous, tls: tls),
+                configuration: httpsConfiguration,
                 broker: broker, registry: registry, controlPlane: controlPlane, limits: configuration.httpLimits, gate: httpGate,
                 eventLoopGroup: eventLoopGroup, logger: logger,
                 onServerRunning: { channel in

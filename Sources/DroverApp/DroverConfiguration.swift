@@ -29,6 +29,11 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var httpsPrivateKeyFile: String?
     /// Bounds of both HTTP listeners: header deadline, idle timeout, connections, sizes.
     public var httpLimits = HTTPLimits()
+    /// Browser origins allowed to open MQTT over WebSocket; others are refused.
+    public var httpAllowedOrigins: [String] = []
+    /// `/health` and `/metrics` on the HTTPS listener: open, signed or off (plain HTTP, for local
+    /// tools, stays open).
+    public var publicMonitoring = MonitoringAccess.open
     public var limits = BrokerConfiguration()
     /// `sqlite` (durable, the default) or `memory` (state is lost when the process stops).
     public var storageBackend = "sqlite"
@@ -193,6 +198,15 @@ public struct DroverConfiguration: Sendable, Hashable {
         "http.max_connections": { $0.httpLimits.maxConnections = try int($1, "http.max_connections", 1...1_000_000) },
         "http.max_header_size": { $0.httpLimits.maxHeaderSize = try int($1, "http.max_header_size", 1024...1 << 20) },
         "http.max_body_size": { $0.httpLimits.maxBodySize = try int($1, "http.max_body_size", 1024...64 << 20) },
+        "http.public_monitoring": { config, value in
+            guard let access = MonitoringAccess(rawValue: value) else {
+                throw Error(description: "http.public_monitoring must be open, signed or off, not '\(value)'")
+            }
+            config.publicMonitoring = access
+        },
+        "http.allowed_origins": { config, value in
+            config.httpAllowedOrigins = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        },
         "http.bind": { $0.http.bind = $1 },
         "http.port": { $0.http.port = try port($1, "http.port") },
         "http.allow_anonymous_websocket": { $0.http.allowAnonymous = try bool($1, "http.allow_anonymous_websocket") },

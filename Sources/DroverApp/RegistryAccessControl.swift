@@ -36,6 +36,9 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
 
     /// The attribute of a `ClientIdentity` that holds the thing the connection acts as.
     static let thingAttribute = "thing"
+    /// The principal of a client that signed its WebSocket upgrade: this prefix and the key id.
+    static let accessKeyPrefix = "accesskey:"
+    private let keyPolicies = NIOLockedValueBox<[String: (text: String?, policy: APIPolicy?)]>([:])
 
     init(registry: Registry, region: String, anonymousPolicy: PolicyDocument? = nil) {
         self.registry = registry
@@ -78,6 +81,22 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
     // MARK: MQTTAuthenticator
 
     func authenticate(_ request: AuthenticationRequest, on eventLoop: any EventLoop) -> EventLoopFuture<AuthenticationResult> {
+        if let keyId = request.signedAccessKeyId {
+            // SigV4 on the upgrade proved the key; its policy decides iot:Connect and the rest.
+            guard registry.accessKey(keyId) != nil else {
+                return eventLoop.makeSucceededFuture(.deny(.notAuthorized, reason: "access key \(keyId) is not active"))
+            }
+            if Self.hasWildcard(request.clientId) {
+                return eventLoop.makeSucceededFuture(
+                    .deny(.clientIdentifierNotValid, reason: "a client id may not contain +, #, * or ? with a signed connection"))
+            }
+            let principal = Self.accessKeyPrefix + keyId
+            guard decideForKey(keyId, request.clientId, .connect) else {
+                return eventLoop.makeSucceededFuture(
+                    .deny(.notAuthorized, reason: "access key \(keyId) may not iot:Connect as \(request.clientId.prefix(64))"))
+            }
+            return eventLoop.makeSucceededFuture(.allow(principal: principal, attributes: [:]))
+        }
         guard let der = request.peerCertificate else {
             if request.listener.name == "mqtts" {
                 return eventLoop.makeSucceededFuture(.deny(.notAuthorized, reason: "a client certificate is required"))
@@ -138,7 +157,41 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
         return allowed
     }
 
-    private func decide(_ certificateId: String, _ clientId: String, _ action: MQTTAction) -> Bool {
+    /// An access key's IAM-style policy, for the MQTT actions: `iot:Connect` on `client/ID`,
+    /// `iot:Publish` (and `iot:RetainPublish`) and `iot:Receive` on `topic/T`, `iot:Subscribe` on
+    /// `topicfilter/F`. A key without a policy has full rights, as on the API.
+    private func decideForKey(_ keyId: String, _ clientId: String, _ action: MQTTAction) -> Bool {
+        guard let key = registry.accessKey(keyId) else { return false }
+        let policy: APIPolicy?
+        if let cached = keyPolicies.withLockedValue({ $0[keyId] }), cached.text == key.policy {
+            policy = cached.policy
+        } else {
+            policy = key.policy.flatMap { try? APIPolicy.parse($0).get() }
+            keyPolicies.withLockedValue { cache in
+                if cache.count > 10_000 { cache.removeAll() }
+                cache[keyId] = (key.policy, policy)
+            }
+        }
+        guard key.policy != nil else { return true }
+        guard let policy else { return false }
+        let prefix = "arn:aws:iot:\(region):\(registry.configuration.account):"
+        func allows(_ operation: String, _ resource: String) -> Bool {
+            policy.allows(.init(service: "iot", operation: operation, resource: prefix + resource))
+        }
+        switch action {
+        case .connect: return allows("Connect", "client/" + clientId)
+        case .publish(let topic, let retain):
+            return allows("Publish", "topic/" + topic) && (!retain || allows("RetainPublish", "topic/" + topic))
+        case .subscribe(let filter): return allows("Subscribe", "topicfilter/" + filter)
+        case .receive(let topic): return allows("Receive", "topic/" + topic)
+        }
+    }
+
+    private func decide(_ principal: String, _ clientId: String, _ action: MQTTAction) -> Bool {
+        if principal.hasPrefix(Self.accessKeyPrefix) {
+            return decideForKey(String(principal.dropFirst(Self.accessKeyPrefix.count)), clientId, action)
+        }
+        let certificateId = principal
         let state = registry.snapshot
         let (context, policies) = state.policyContext(
             certificateId: certificateId, clientId: clientId, region: region, account: registry.configuration.account)
@@ -170,6 +223,9 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
     /// thing it connected as is no longer attached to it (or gone).
     static func isRevoked(_ identity: ClientIdentity, in state: RegistryState) -> Bool {
         guard let id = identity.principal else { return false }
+        if id.hasPrefix(accessKeyPrefix) {
+            return state.accessKeys[String(id.dropFirst(accessKeyPrefix.count))]?.active != true
+        }
         guard let record = state.certificates[id], record.isActive else { return true }
         if let caId = record.caCertificateId, state.caCertificates[caId]?.status != "ACTIVE" { return true }
         if let thing = identity.attributes[thingAttribute] {

@@ -171,15 +171,50 @@ public struct ControlPlane: Sendable {
     /// operation's name.
     func route(
         _ router: Router<BasicRequestContext>, _ method: HTTPRequest.Method, _ path: RouterPath, _ operation: String,
-        service: Service = .iot, maxBody: Int? = nil, _ handler: @escaping Handler
+        service: Service = .iot, policyService: String? = nil, maxBody: Int? = nil, _ handler: @escaping Handler
     ) {
         let verifier = verifier(for: service)
         let limit = min(maxBody ?? configuration.maxBodySize, configuration.maxBodySize)
         let text = path.description
-        let policyService = service == .iotData ? "iotdata" : (text.hasPrefix("/drover/") || text.hasPrefix("/config/") ? "drover" : "iot")
+        let policyService = policyService
+            ?? (service == .iotData ? "iotdata" : (text.hasPrefix("/drover/") || text.hasPrefix("/config/") ? "drover" : "iot"))
         let action = Action(service: policyService, operation: operation)
         router.on(path, method: method) { request, context -> Response in
             try await authenticate(request, context, verifier, maxBody: limit, action: action, handler)
+        }
+    }
+
+    /// What a WebSocket upgrade to `/mqtt` proves about its client.
+    public enum WebSocketAuthentication: Sendable, Equatable {
+        /// Not signed: MQTT's own rules apply (anonymous on loopback only).
+        case unsigned
+        /// Signed by this access key; its policy gives the MQTT rights.
+        case signed(accessKeyId: String)
+        case refused(code: String, message: String)
+    }
+
+    /// Checks a presigned `wss://HOST/mqtt?X-Amz-...` upgrade, as AWS IoT does: Signature Version
+    /// 4 for the service `iotdevicegateway`, with the key's policy deciding `iot:Connect` and the
+    /// rest on MQTT. `X-Amz-Security-Token` is not signed (AWS IoT's rule), and Drover issues no
+    /// session tokens, so it is ignored.
+    public func authenticateWebSocket(_ request: HTTPRequest) -> WebSocketAuthentication {
+        let raw = request.path ?? "/"
+        let (path, fullQuery) = raw.firstIndex(of: "?").map { (String(raw[..<$0]), String(raw[raw.index(after: $0)...])) } ?? (raw, "")
+        let query = fullQuery.split(separator: "&").filter { !$0.hasPrefix("X-Amz-Security-Token=") }.joined(separator: "&")
+        var headers: [(String, String)] = request.headerFields.map { ($0.name.canonicalName, $0.value) }
+        if let authority = request.authority { headers.append(("host", authority)) }
+        let signed = query.contains("X-Amz-Signature=") || headers.contains { $0.0 == "authorization" }
+        guard signed else { return .unsigned }
+        let verifier = SigV4Verifier(scope: .init(
+            services: ["iotdevicegateway"], regions: configuration.regions, hosts: configuration.hostNames,
+            presignedWithoutExpiry: true))
+        switch verifier.verify(.init(method: request.method.rawValue, rawPath: path, rawQuery: query, headers: headers, body: []),
+                               now: Date(), secret: { registry.accessKey($0)?.secret }) {
+        case .refused(let code, let message):
+            logger.info("WebSocket upgrade refused", metadata: ["reason": "\(code)"])
+            return .refused(code: code, message: message)
+        case .verified(let keyId, _, _):
+            return .signed(accessKeyId: keyId)
         }
     }
 

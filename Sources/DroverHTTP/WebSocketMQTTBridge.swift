@@ -61,7 +61,7 @@ final class WebSocketMQTTBridge: MQTTTransport, @unchecked Sendable {
 
     static func run(
         broker: Broker, listener: ListenerInfo, eventLoop: any EventLoop, remoteAddress: String?,
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
+        signedAccessKeyId: String? = nil, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter
     ) async throws {
         let (stream, continuation) = AsyncStream<Output>.makeStream()
         let bridge = try await eventLoop.submit {
@@ -69,6 +69,7 @@ final class WebSocketMQTTBridge: MQTTTransport, @unchecked Sendable {
             let connection = MQTTConnection(
                 broker: broker, eventLoop: eventLoop, allocator: ByteBufferAllocator(), listener: listener,
                 remoteAddress: remoteAddress, transport: bridge)
+            connection.signedAccessKeyId = signedAccessKeyId
             bridge.connection = connection
             connection.start()
             return bridge

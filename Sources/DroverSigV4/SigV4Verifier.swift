@@ -40,11 +40,18 @@ public struct SigV4Verifier: Sendable {
         public var regions: Set<String>
         /// The host names (without port) this server answers to; the signed Host must be one.
         public var hosts: Set<String>
+        /// A presigned URL without `X-Amz-Expires` is taken, with the 15 minutes of skew of a
+        /// signed header: the AWS IoT Device SDKs sign the MQTT-over-WebSocket upgrade so, and
+        /// AWS IoT accepts it. Only that route sets it.
+        public var presignedWithoutExpiry: Bool
 
-        public init(services: Set<String> = [], regions: Set<String> = [], hosts: Set<String> = []) {
+        public init(
+            services: Set<String> = [], regions: Set<String> = [], hosts: Set<String> = [], presignedWithoutExpiry: Bool = false
+        ) {
             self.services = services
             self.regions = regions
             self.hosts = hosts
+            self.presignedWithoutExpiry = presignedWithoutExpiry
         }
     }
 
@@ -146,12 +153,16 @@ public struct SigV4Verifier: Sendable {
             }
             (credential, signedHeaders, signature, amzDate) = (c, h, s, d)
             // A whole number of seconds, at most 7 days, as AWS requires; "inf" or "nan" is not one.
-            guard let expiresText = value("X-Amz-Expires"), let seconds = Int(expiresText), (1...604_800).contains(seconds)
-            else {
+            if let expiresText = value("X-Amz-Expires") {
+                guard let seconds = Int(expiresText), (1...604_800).contains(seconds) else {
+                    return .refused(code: "AuthorizationQueryParametersError",
+                                    message: "X-Amz-Expires must be a number of seconds from 1 to 604800")
+                }
+                expiresAfter = TimeInterval(seconds)
+            } else if !scope.presignedWithoutExpiry {
                 return .refused(code: "AuthorizationQueryParametersError",
                                 message: "X-Amz-Expires must be a number of seconds from 1 to 604800")
             }
-            expiresAfter = TimeInterval(seconds)
         } else {
             return .refused(code: "MissingAuthenticationTokenException",
                             message: "the request is not signed: sign it with Signature Version 4 and a Drover access key (see data_dir/admin-credentials)")

@@ -209,3 +209,34 @@ def test_pipelined_requests_with_bodies_still_work(drover):
                          b"GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", timeout=3)
     assert answer.count(b"HTTP/1.1 ") == 3 and answer.startswith(b"HTTP/1.1 200")
     assert answer.rsplit(b"HTTP/1.1 ", 1)[1].startswith(b"200")
+
+
+def _https_get(srv, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+    context = ssl.create_default_context(cafile=ca_file(srv))
+    with socket.create_connection((HOST, srv.https_port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{srv.https_port}", "Connection: close"]
+            lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+            s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            answer = read_all(s)
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def test_public_monitoring_can_require_a_signature_or_be_off(drover_factory):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    srv = drover_factory(DROVER_HTTP_PUBLIC_MONITORING="signed")
+    assert _https_get(srv, "/metrics")[0] == 403
+    assert _https_get(srv, "/health")[0] == 403
+    request = AWSRequest(method="GET", url=f"https://127.0.0.1:{srv.https_port}/metrics")
+    SigV4Auth(Credentials(*aws.admin_credentials(srv)), "iot", aws.REGION).add_auth(request)
+    status, answer = _https_get(srv, "/metrics", dict(request.headers))
+    assert status == 200 and b"drover_mqtt" in answer
+    # Plain HTTP, for local tools on loopback, stays open.
+    assert health(srv) == 200
+
+    off = drover_factory(DROVER_HTTP_PUBLIC_MONITORING="off")
+    assert _https_get(off, "/metrics")[0] == 404
+    assert _https_get(off, "/health")[0] == 404
+    assert health(off) == 200

@@ -14,6 +14,8 @@ public final class MQTTConnection: @unchecked Sendable {
     let listener: ListenerInfo
     let remoteAddress: String?
     public var peerCertificate: [UInt8]?
+    /// The access key that signed the WebSocket upgrade (SigV4), if one did.
+    public var signedAccessKeyId: String?
     private let allocator: ByteBufferAllocator
     private var transport: (any MQTTTransport)?
 
@@ -329,7 +331,8 @@ public final class MQTTConnection: @unchecked Sendable {
         state = .authenticating
         let request = AuthenticationRequest(
             clientId: clientId, username: connect.username, password: connect.password, protocolVersion: version,
-            listener: listener, remoteAddress: remoteAddress, peerCertificate: peerCertificate)
+            listener: listener, remoteAddress: remoteAddress, peerCertificate: peerCertificate,
+            signedAccessKeyId: signedAccessKeyId)
         let cleanStart = connect.cleanStart
         let assignedId = assigned
         let keepAliveOverride = serverKeepAlive

@@ -12,10 +12,12 @@ public struct AuthenticationRequest: Sendable {
     public var remoteAddress: String?
     /// The DER of the verified client certificate on a mutual-TLS listener.
     public var peerCertificate: [UInt8]?
+    /// The access key whose Signature Version 4 on the WebSocket upgrade was verified.
+    public var signedAccessKeyId: String?
 
     public init(
         clientId: String, username: String?, password: ByteBuffer?, protocolVersion: MQTTProtocolVersion,
-        listener: ListenerInfo, remoteAddress: String?, peerCertificate: [UInt8]? = nil
+        listener: ListenerInfo, remoteAddress: String?, peerCertificate: [UInt8]? = nil, signedAccessKeyId: String? = nil
     ) {
         self.clientId = clientId
         self.username = username
@@ -24,6 +26,7 @@ public struct AuthenticationRequest: Sendable {
         self.listener = listener
         self.remoteAddress = remoteAddress
         self.peerCertificate = peerCertificate
+        self.signedAccessKeyId = signedAccessKeyId
     }
 }
 
