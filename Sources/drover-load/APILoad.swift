@@ -1,9 +1,8 @@
 import ArgumentParser
 import DroverSigV4
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOPosix
+import NIOSSL
 
 /// Control-plane load: signed requests (SigV4, as boto3 signs them) from a number of concurrent
 /// callers; reports requests per second and the latency percentiles.
@@ -11,7 +10,7 @@ struct APILoad: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "api", abstract: "Signed AWS IoT API calls (create-thing, create-keys-and-certificate, describe-thing).")
 
-    @Option(help: "The server's HTTP API.")
+    @Option(help: "The server's API: http://127.0.0.1:8080, or https://localhost:8443 with --ca-file.")
     var endpoint = "http://127.0.0.1:8080"
 
     @Option(help: "An AWS shared-credentials file (Drover writes DATA_DIR/admin-credentials).")
@@ -33,6 +32,9 @@ struct APILoad: AsyncParsableCommand {
         guard count > 0, concurrency > 0 else { throw ValidationError("--count and --concurrency must be positive") }
     }
 
+    @Option(help: "The CA certificate (PEM) that signed the server's, for an https:// endpoint (DATA_DIR/ca.pem).")
+    var caFile: String?
+
     func run() async throws {
         guard let text = try? String(contentsOfFile: credentials, encoding: .utf8) else {
             throw ValidationError("cannot read \(credentials)")
@@ -43,27 +45,52 @@ struct APILoad: AsyncParsableCommand {
             if parts.count == 2 { values[parts[0]] = parts[1] }
         }
         guard let id = values["aws_access_key_id"], let secret = values["aws_secret_access_key"],
-              let base = URL(string: endpoint), let host = base.host
+              let base = URL(string: endpoint), let host = base.host, let scheme = base.scheme
         else { throw ValidationError("bad credentials file or endpoint") }
+        let secure = scheme == "https"
+        let port = base.port ?? (secure ? 443 : 80)
+        var tls: NIOSSLContext?
+        if secure {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.minimumTLSVersion = .tlsv12
+            if let caFile { configuration.trustRoots = .file(caFile) }
+            tls = try NIOSSLContext(configuration: configuration)
+        }
         let signer = SigV4Signer(accessKeyId: id, secretAccessKey: secret)
         let hostHeader = base.port.map { "\(host):\($0)" } ?? host
-        let session = URLSession(configuration: .ephemeral)
         let run = UInt64.random(in: 0..<UInt64.max) % 1_000_000_000
         let operation = self.operation
-        let endpoint = self.endpoint
+        let group = MultiThreadedEventLoopGroup.singleton
+        // One kept-alive connection per caller, made before the clock starts.
+        var connections: [NIOHTTPConnection] = []
+        for _ in 0..<concurrency {
+            connections.append(try await NIOHTTPConnection.connect(
+                host: host, port: port, tls: tls, serverName: secure && !host.allSatisfy({ $0.isNumber || $0 == "." }) ? host : nil,
+                group: group))
+        }
+        func send(_ connection: NIOHTTPConnection, _ method: String, _ path: String, _ body: String) async throws -> Bool {
+            let bytes = Array(body.utf8)
+            var headers = [("Host", hostHeader)]
+            if !bytes.isEmpty { headers.append(("Content-Type", "application/json")) }
+            for (name, value) in signer.headers(method: method, host: hostHeader, path: path, query: "", body: bytes) {
+                headers.append((name, value))
+            }
+            return try await connection.send(method: method, path: path, headers: headers, body: bytes) == 200
+        }
 
         if operation == "describe-thing" {
-            _ = try await Self.send(session, signer, endpoint, hostHeader, "POST", "/things/load_\(run)_target", "{}")
+            _ = try await send(connections[0], "POST", "/things/load_\(run)_target", "{}")
         }
-        say("api: \(operation), \(count) requests, \(concurrency) at once, against \(endpoint)")
+        say("api: \(operation), \(count) requests, \(concurrency) at once, against \(endpoint)\(secure ? " (TLS)" : "")")
         let start = Date()
         let perWorker = (count + concurrency - 1) / concurrency
+        let total = count
         let results = try await withThrowingTaskGroup(of: ([Double], Int).self) { group in
-            for worker in 0..<concurrency {
+            for (worker, connection) in connections.enumerated() {
                 group.addTask {
                     var latencies: [Double] = []
                     var errors = 0
-                    for index in 0..<perWorker where worker * perWorker + index < self.count {
+                    for index in 0..<perWorker where worker * perWorker + index < total {
                         let n = worker * perWorker + index
                         let (method, path, body): (String, String, String) = switch operation {
                         case "create-thing": ("POST", "/things/load_\(run)_\(n)", #"{"attributePayload":{"attributes":{"load":"yes"}}}"#)
@@ -71,7 +98,7 @@ struct APILoad: AsyncParsableCommand {
                         default: ("GET", "/things/load_\(run)_target", "")
                         }
                         let t0 = Date()
-                        let ok = (try? await Self.send(session, signer, endpoint, hostHeader, method, path, body)) ?? false
+                        let ok = (try? await send(connection, method, path, body)) ?? false
                         latencies.append(Date().timeIntervalSince(t0))
                         if !ok { errors += 1 }
                     }
@@ -87,6 +114,7 @@ struct APILoad: AsyncParsableCommand {
             return (all, errors)
         }
         let elapsed = Date().timeIntervalSince(start)
+        for connection in connections { await connection.close() }
         let sorted = results.0.sorted()
         func percentile(_ p: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] * 1000 }
         let rate = Double(sorted.count - results.1) / elapsed
@@ -94,6 +122,7 @@ struct APILoad: AsyncParsableCommand {
             + "p50 \(fixed(percentile(0.5), 1)) ms, p99 \(fixed(percentile(0.99), 1)) ms")
         var line = ResultLine(scenario: "api")
         line.add("operation", string: operation)
+        line.add("tls", secure ? 1 : 0)
         line.add("requests", sorted.count)
         line.add("errors", results.1)
         line.add("rate", rate)
@@ -101,22 +130,5 @@ struct APILoad: AsyncParsableCommand {
         line.add("p99_ms", percentile(0.99))
         line.emit()
         if results.1 > 0 { throw ExitCode(1) }
-    }
-
-    static func send(_ session: URLSession, _ signer: SigV4Signer, _ endpoint: String, _ host: String, _ method: String,
-                     _ path: String, _ body: String) async throws -> Bool {
-        guard let url = URL(string: endpoint + path) else { return false }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        let bytes = Array(body.utf8)
-        if !bytes.isEmpty {
-            request.httpBody = Data(bytes)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        for (name, value) in signer.headers(method: method, host: host, path: path, query: "", body: bytes) {
-            request.setValue(value, forHTTPHeaderField: name)
-        }
-        let (_, response) = try await session.data(for: request)
-        return (response as? HTTPURLResponse)?.statusCode == 200
     }
 }
