@@ -8,9 +8,11 @@ import hashlib
 import hmac
 import json
 import os
+import ssl
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -31,20 +33,32 @@ def admin_credentials(srv) -> tuple[str, str]:
     return parser["default"]["aws_access_key_id"], parser["default"]["aws_secret_access_key"]
 
 
+# The CA file of each HTTPS port that endpoint() handed out, for send() and the CLI.
+_CA_FILES: dict[int, str] = {}
+
+
 def endpoint(srv) -> str:
-    return f"http://127.0.0.1:{srv.http_port}"
+    """The API over HTTPS, as clients off the machine reach it; the server's certificate is
+    checked against the server's own CA (`data_dir/ca.pem`)."""
+    _CA_FILES[srv.https_port] = ca_file(srv)
+    return f"https://localhost:{srv.https_port}"
+
+
+def ca_file(srv) -> str:
+    """The CA that issued the server's certificate: a configured one, or the one it made."""
+    return getattr(srv, "env_extra", {}).get("DROVER_CA_CERTIFICATE_FILE") or str(Path(srv.data_dir) / "ca.pem")
 
 
 def iot(srv, key: tuple[str, str] | None = None, region: str = REGION):
     key_id, secret = key or admin_credentials(srv)
-    return boto3.client("iot", endpoint_url=endpoint(srv), region_name=region,
+    return boto3.client("iot", endpoint_url=endpoint(srv), region_name=region, verify=ca_file(srv),
                         aws_access_key_id=key_id, aws_secret_access_key=secret,
                         config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=20))
 
 
 def iot_data(srv, key: tuple[str, str] | None = None, region: str = REGION):
     key_id, secret = key or admin_credentials(srv)
-    return boto3.client("iot-data", endpoint_url=endpoint(srv), region_name=region,
+    return boto3.client("iot-data", endpoint_url=endpoint(srv), region_name=region, verify=ca_file(srv),
                         aws_access_key_id=key_id, aws_secret_access_key=secret,
                         config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=20))
 
@@ -61,8 +75,11 @@ def signed(srv, method: str, path: str, body: bytes = b"", key: tuple[str, str] 
 
 def send(method: str, url: str, body: bytes = b"", headers: dict | None = None) -> tuple[int, dict, dict]:
     req = urllib.request.Request(url, data=body or None, method=method, headers=headers or {})
+    context = None
+    if url.startswith("https://"):
+        context = ssl.create_default_context(cafile=_CA_FILES[urllib.parse.urlsplit(url).port])
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
             return r.status, dict(r.headers), json.loads(r.read() or b"{}")
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), json.loads(e.read() or b"{}")
@@ -73,7 +90,7 @@ def sign_at(srv, method: str, path: str, when: datetime.datetime, key: tuple[str
     key_id, secret = key or admin_credentials(srv)
     amz_date = when.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
-    host = f"127.0.0.1:{srv.http_port}"
+    host = urllib.parse.urlsplit(endpoint(srv)).netloc
     payload = hashlib.sha256(b"").hexdigest()
     canonical = "\n".join([method, path, "", f"host:{host}\nx-amz-date:{amz_date}\n", "host;x-amz-date", payload])
     scope = f"{day}/{REGION}/iot/aws4_request"
@@ -94,5 +111,6 @@ def aws_cli(srv, *args: str) -> subprocess.CompletedProcess:
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         env.pop(k, None)
     cli = Path(sys.executable).parent / "aws"
-    return subprocess.run([str(cli), *args, "--endpoint-url", endpoint(srv), "--output", "json"],
+    extra = [] if "--endpoint-url" in args else ["--endpoint-url", endpoint(srv), "--ca-bundle", ca_file(srv)]
+    return subprocess.run([str(cli), *args, *extra, "--output", "json"],
                           env=env, capture_output=True, text=True, timeout=60)

@@ -205,9 +205,14 @@ class DroverServer:
                         pass
                     return True, ""
                 with urllib.request.urlopen(f"http://{HOST}:{self.http_port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return True, ""
-                    err = f"/health returned {r.status}"
+                    if r.status != 200:
+                        err = f"/health returned {r.status}"
+                        raise OSError(err)
+                # The HTTPS listener can come up just after the plain one.
+                if getattr(self, "https_port", 0):
+                    with socket.create_connection((HOST, self.https_port), timeout=1):
+                        pass
+                return True, ""
             except (OSError, urllib.error.URLError) as ex:
                 err = repr(ex)
             time.sleep(0.1)

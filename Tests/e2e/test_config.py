@@ -231,7 +231,7 @@ def test_thing_type_deployment_factory_default_and_cli(drover):
     template, deployment = uid("meter-config"), uid("meters")
 
     def cli(*args: str) -> str:
-        run = subprocess.run([str(drover_bin()), "config", *args, "--endpoint", aws.endpoint(drover), "--data-dir",
+        run = subprocess.run([str(drover_bin()), "config", *args, "--endpoint", f"http://127.0.0.1:{drover.http_port}", "--data-dir",
                               str(drover.data_dir)], capture_output=True, text=True, timeout=30)
         assert run.returncode == 0, run.stderr
         return run.stdout
