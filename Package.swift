@@ -164,11 +164,23 @@ let package = Package(
         .executableTarget(
             name: "drover",
             dependencies: [
-                "DroverApp", "DroverHTTP", "DroverSigV4",
+                "DroverApp", "DroverHTTP", "DroverSigV4", "DroverHTTPClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A small HTTP/1.1 client on NIO (plain or TLS with a CA file of its own), for the
+        // command line and the load tool.
+        .target(
+            name: "DroverHTTPClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -178,10 +190,9 @@ let package = Package(
             name: "drover-load",
             dependencies: [
                 // To sign control-plane requests as boto3 does.
-                "DroverSigV4",
+                "DroverSigV4", "DroverHTTPClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DroverHTTPClient
 import DroverSigV4
 import Foundation
 import NIOPosix
@@ -51,10 +52,7 @@ struct APILoad: AsyncParsableCommand {
         let port = base.port ?? (secure ? 443 : 80)
         var tls: NIOSSLContext?
         if secure {
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.minimumTLSVersion = .tlsv12
-            if let caFile { configuration.trustRoots = .file(caFile) }
-            tls = try NIOSSLContext(configuration: configuration)
+            tls = try NIOHTTPConnection.tlsContext(caFile: caFile)
         }
         let signer = SigV4Signer(accessKeyId: id, secretAccessKey: secret)
         let hostHeader = base.port.map { "\(host):\($0)" } ?? host
@@ -75,7 +73,7 @@ struct APILoad: AsyncParsableCommand {
             for (name, value) in signer.headers(method: method, host: hostHeader, path: path, query: "", body: bytes) {
                 headers.append((name, value))
             }
-            return try await connection.send(method: method, path: path, headers: headers, body: bytes) == 200
+            return try await connection.send(method: method, path: path, headers: headers, body: bytes).status == 200
         }
 
         if operation == "describe-thing" {

@@ -1,17 +1,18 @@
 import ArgumentParser
 import DroverApp
 import DroverHTTP
+import DroverHTTPClient
 import DroverSigV4
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOPosix
 
 /// Where the running server is, and the key to sign with (by default the admin key that the
 /// server wrote to its data directory).
 struct APIOptions: ParsableArguments {
-    @Option(name: .long, help: "The server's HTTP API.")
+    @Option(name: .long, help: "The server's API: http://127.0.0.1:8080 (loopback), or https://HOST:8443.")
     var endpoint = "http://127.0.0.1:8080"
+    @Option(name: .long, help: "The CA (PEM) that the HTTPS server's certificate is checked against. Default: DATA_DIR/ca.pem")
+    var caFile: String?
 
     @Option(name: .long, help: "Data directory, for its admin-credentials file.")
     var dataDir = "./drover-data"
@@ -54,22 +55,33 @@ struct APIOptions: ParsableArguments {
         guard let url = URL(string: endpoint + encodedPath + (encodedQuery.isEmpty ? "" : "?" + encodedQuery)) else {
             throw ValidationError("bad request path \(path)")
         }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        if body != nil || document != nil {
-            request.httpBody = bytes
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        for (name, value) in extra { request.setValue(value, forHTTPHeaderField: name) }
+        var headers: [(String, String)] = [("Host", hostHeader)]
+        if body != nil || document != nil { headers.append(("Content-Type", "application/json")) }
+        for (name, value) in extra { headers.append((name, value)) }
         for (name, value) in try signer().headers(method: method, host: hostHeader, path: encodedPath, query: encodedQuery,
                                                    body: Array(bytes)) {
-            request.setValue(value, forHTTPHeaderField: name)
+            headers.append((name, value))
         }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let json = (try? JSONSerialization.jsonObject(with: data)) ?? [:]
-        guard let http = response as? HTTPURLResponse, http.statusCode == 200 else {
-            let type = (response as? HTTPURLResponse)?.value(forHTTPHeaderField: "x-amzn-ErrorType") ?? "error"
-            let message = (json as? [String: Any])?["message"] as? String ?? String(decoding: data, as: UTF8.self)
+        // HTTPS is checked against the server's own CA, which URLSession on Linux cannot be given.
+        let secure = base.scheme == "https"
+        let tls = secure ? try NIOHTTPConnection.tlsContext(caFile: caFile ?? DroverApplication.caCertificatePath(dataDir)) : nil
+        let isAddress = host.allSatisfy { $0.isHexDigit || $0 == "." || $0 == ":" }
+        let connection = try await NIOHTTPConnection.connect(
+            host: host, port: base.port ?? (secure ? 443 : 80), tls: tls, serverName: isAddress ? nil : host,
+            group: MultiThreadedEventLoopGroup.singleton)
+        let target = (encodedPath.isEmpty ? "/" : encodedPath) + (encodedQuery.isEmpty ? "" : "?" + encodedQuery)
+        let response: NIOHTTPConnection.Response
+        do {
+            response = try await connection.send(method: method, path: target, headers: headers, body: Array(bytes))
+        } catch {
+            await connection.close()
+            throw ValidationError("cannot reach \(endpoint): \(error)")
+        }
+        await connection.close()
+        let json = (try? JSONSerialization.jsonObject(with: Data(response.body))) ?? [:]
+        guard response.status == 200 else {
+            let type = response.headers.first(name: "x-amzn-ErrorType") ?? "error"
+            let message = (json as? [String: Any])?["message"] as? String ?? String(decoding: response.body, as: UTF8.self)
             throw ValidationError("\(type): \(message)")
         }
         return json

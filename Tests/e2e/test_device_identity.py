@@ -430,6 +430,16 @@ def test_cli_policy_explain_keys_audit_and_ca(tls_server, device_policy, tmp_pat
     assert aws.iot(tls_server, key=(key["accessKeyId"], key["secretAccessKey"])).list_things(maxResults=1) is not None
     assert run("keys", "revoke", *api, key["accessKeyId"]).returncode == 0
     listed = run("keys", "list", *api)
+    # The same over HTTPS, checked against the server's CA (DATA_DIR/ca.pem by default).
+    secure = run("keys", "list", "--data-dir", str(tls_server.data_dir), "--endpoint", f"https://localhost:{tls_server.https_port}")
+    assert secure.returncode == 0 and json.loads(secure.stdout) == json.loads(listed.stdout), secure.stderr
+    other_ca = tmp_path / "other-ca.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tmp_path / "other-ca.key"), "-out", str(other_ca), "-days", "1", "-subj", "/CN=Other"],
+                   check=True, capture_output=True)
+    untrusted = run("keys", "list", "--data-dir", str(tls_server.data_dir), "--endpoint",
+                    f"https://localhost:{tls_server.https_port}", "--ca-file", str(other_ca))
+    assert untrusted.returncode != 0 and "cannot reach" in untrusted.stderr
     entry = [k for k in json.loads(listed.stdout)["accessKeys"] if k["accessKeyId"] == key["accessKeyId"]]
     assert entry and entry[0]["status"] == "Revoked" and entry[0]["role"] == "read-only"
     assert key["secretAccessKey"] not in listed.stdout
