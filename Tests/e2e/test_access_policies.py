@@ -76,6 +76,13 @@ def test_each_role_allows_its_operations_and_refuses_the_rest(drover):
     ca_pem = open(os.path.join(drover.data_dir, "ca.pem")).read()
     denied(lambda: oiot.register_ca_certificate(caCertificate=ca_pem))
 
+    # No secret or private key in the server's log or the audit log.
+    status, _, log = aws.signed(drover, "GET", "/drover/audit?maxResults=1000")
+    text = open(drover.log_path).read() + json.dumps(log)
+    for secret in (ro[1], prov[1], op[1], aws.admin_credentials(drover)[1]):
+        assert secret not in text
+    assert "PRIVATE KEY" not in text
+
     # The denials are in the audit log, with who, what and on what.
     status, _, log = aws.signed(drover, "GET", f"/drover/audit?principal={ro[0]}")
     outcomes = [(e["operation"], e["outcome"]) for e in log["entries"]]

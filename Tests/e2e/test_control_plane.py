@@ -275,6 +275,27 @@ def test_presigned_url(drover):
     status, headers, _ = aws.send("GET", bad)
     assert status == 403 and headers.get("x-amzn-ErrorType") == "InvalidSignatureException"
 
+    # Expired: signed with botocore 61 s ago for 60 s. Future-dated: signed 16 minutes ahead.
+    # (boto3 signs with awscrt's signer when awscrt is installed, as it is here: both are patched.)
+    from unittest import mock
+    real_now = datetime.datetime.now(datetime.timezone.utc)
+    for shift, fragment in ((-61, "expired"), (16 * 60, "15 minutes")):
+        def shifted_now(remove_tzinfo=True, shift=shift):
+            moment = real_now + datetime.timedelta(seconds=shift)
+            return moment.replace(tzinfo=None) if remove_tzinfo else moment
+        with mock.patch("botocore.auth.get_current_datetime", shifted_now), \
+             mock.patch("botocore.crt.auth.get_current_datetime", shifted_now):
+            shifted = iot.generate_presigned_url("describe_thing", Params={"thingName": name}, ExpiresIn=60)
+        status, headers, body = aws.send("GET", shifted)
+        assert status == 403 and headers.get("x-amzn-ErrorType") == "InvalidSignatureException", body
+        assert fragment in body["message"], body
+    # Without X-Amz-Expires.
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    del query["X-Amz-Expires"]
+    stripped = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, doseq=True)))
+    status, headers, _ = aws.send("GET", stripped)
+    assert status == 403 and headers.get("x-amzn-ErrorType") == "AuthorizationQueryParametersError"
+
 
 def test_aws_cli(drover):
     name = uid("cli").replace("-", "_")
