@@ -80,7 +80,48 @@ struct GuardedHTTPChannel<Base: ServerChildChannel>: ServerChildChannel {
     }
 
     func handle(value: Base.Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
+        // When the guard ends a connection (a slow client), the WebSocket upgrade handler, still
+        // waiting for a request head, logs "Error handling upgrade result" at error level: one
+        // line per slow client, for what the guard already counts in /metrics. Only that line
+        // of such a connection is dropped.
+        let channel = value.channel
+        let ended = try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: HTTPGuardHandler.self).endedByGuard
+        }.get()
+        var quiet = logger
+        if let ended {
+            quiet = Logger(label: logger.label) { _ in QuietWhenEnded(base: logger.handler, ended: ended) }
+        }
+        await base.handle(value: value, logger: quiet)
+    }
+}
+
+/// A log handler that drops the WebSocket upgrade's error line once the guard has ended the
+/// connection, and passes everything else on.
+struct QuietWhenEnded: LogHandler {
+    var base: any LogHandler
+    let ended: NIOLockedValueBox<Bool>
+
+    func log(event: LogEvent) {
+        if event.level == .error, event.message.description == "Error handling upgrade result", ended.withLockedValue({ $0 }) {
+            return
+        }
+        base.log(event: event)
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { base[metadataKey: key] }
+        set { base[metadataKey: key] = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { base.metadata }
+        set { base.metadata = newValue }
+    }
+
+    var logLevel: Logger.Level {
+        get { base.logLevel }
+        set { base.logLevel = newValue }
     }
 }
 
@@ -112,6 +153,8 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let limits: HTTPLimits
     private let gate: HTTPConnectionGate
+    /// Set when this handler ended the connection (a deadline, a refusal).
+    let endedByGuard = NIOLockedValueBox(false)
     private var phase = Phase.head
     private var head: [UInt8] = []
     private var headerDeadline: Scheduled<Void>?
@@ -306,6 +349,7 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         phase = .closed
         headerDeadline?.cancel()
         idleCheck?.cancel()
+        endedByGuard.withLockedValue { $0 = true }
         if let status {
             let message: String = switch status.prefix(3) {
             case "408": "the request headers did not arrive in time"
