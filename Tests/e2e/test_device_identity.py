@@ -424,6 +424,12 @@ def test_cli_policy_explain_keys_audit_and_ca(tls_server, device_policy, tmp_pat
     assert ca.returncode == 0 and ca.stdout == (Path(tls_server.data_dir) / "ca.pem").read_text()
 
     assert run("keys", "create", *api, "--name", "cli-test").returncode != 0  # a role or a policy is needed
+    policy_file = tmp_path / "describe-only.json"
+    policy_file.write_text(json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iot:DescribeThing", "Resource": "*"}]}))
+    custom = run("keys", "create", *api, "--name", "cli-policy", "--policy", str(policy_file))
+    assert custom.returncode == 0, custom.stderr
+    assert json.loads(json.loads(custom.stdout)["policy"])["Statement"][0]["Action"] == "iot:DescribeThing"
     created = run("keys", "create", *api, "--name", "cli-test", "--role", "read-only")
     key = json.loads(created.stdout)
     assert created.returncode == 0 and len(key["secretAccessKey"]) == 40
