@@ -194,6 +194,7 @@ public struct DroverConfiguration: Sendable, Hashable {
         "https.certificate_file": { $0.httpsCertificateFile = $1 },
         "https.private_key_file": { $0.httpsPrivateKeyFile = $1 },
         "http.header_timeout": { $0.httpLimits.headerTimeout = .seconds(Int64(try int($1, "http.header_timeout", 1...3600))) },
+        "http.body_timeout": { $0.httpLimits.bodyTimeout = .seconds(Int64(try int($1, "http.body_timeout", 1...3600))) },
         "http.idle_timeout": { $0.httpLimits.idleTimeout = .seconds(Int64(try int($1, "http.idle_timeout", 1...86_400))) },
         "http.max_connections": { $0.httpLimits.maxConnections = try int($1, "http.max_connections", 1...1_000_000) },
         "http.max_header_size": { $0.httpLimits.maxHeaderSize = try int($1, "http.max_header_size", 1024...1 << 20) },

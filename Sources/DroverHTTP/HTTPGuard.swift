@@ -9,6 +9,9 @@ public struct HTTPLimits: Sendable, Hashable {
     /// Seconds from the connection (or the end of the previous request) to the end of a request's
     /// headers; a client that has not sent them by then is closed.
     public var headerTimeout: TimeAmount
+    /// Seconds from the end of a request's headers to the end of its body (with
+    /// `Content-Length`), so that a body sent a byte at a time cannot hold the connection.
+    public var bodyTimeout: TimeAmount
     /// Seconds a connection may go without a byte either way before it is closed.
     public var idleTimeout: TimeAmount
     /// Connections open at once, HTTP and HTTPS together; beyond it new ones are closed at once.
@@ -19,10 +22,11 @@ public struct HTTPLimits: Sendable, Hashable {
     public var maxBodySize: Int
 
     public init(
-        headerTimeout: TimeAmount = .seconds(10), idleTimeout: TimeAmount = .seconds(60), maxConnections: Int = 10_000,
-        maxHeaderSize: Int = 16 * 1024, maxBodySize: Int = 1 << 20
+        headerTimeout: TimeAmount = .seconds(10), bodyTimeout: TimeAmount = .seconds(60), idleTimeout: TimeAmount = .seconds(60),
+        maxConnections: Int = 10_000, maxHeaderSize: Int = 16 * 1024, maxBodySize: Int = 1 << 20
     ) {
         self.headerTimeout = headerTimeout
+        self.bodyTimeout = bodyTimeout
         self.idleTimeout = idleTimeout
         self.maxConnections = maxConnections
         self.maxHeaderSize = maxHeaderSize
@@ -128,6 +132,7 @@ struct QuietWhenEnded: LogHandler {
 /// Reads the framing of each HTTP/1.1 request as it arrives, before Hummingbird does, and ends
 /// the connection with a clear status when it breaks a bound:
 /// - headers not complete within the header deadline: closed (408 if nothing was answered yet);
+/// - a `Content-Length` body not complete within the body deadline: 408;
 /// - headers larger than the maximum: 431;
 /// - `Content-Length` together with `Transfer-Encoding`, two different lengths, a length that is
 ///   not a number, or a `Transfer-Encoding` other than `chunked`: 400;
@@ -158,6 +163,7 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var phase = Phase.head
     private var head: [UInt8] = []
     private var headerDeadline: Scheduled<Void>?
+    private var bodyDeadline: Scheduled<Void>?
     private var idleCheck: Scheduled<Void>?
     /// A WebSocket upgrade: MQTT's keep-alive governs the connection from then on.
     private var upgraded = false
@@ -195,11 +201,13 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         headerDeadline?.cancel()
+        bodyDeadline?.cancel()
         idleCheck?.cancel()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         headerDeadline?.cancel()
+        bodyDeadline?.cancel()
         idleCheck?.cancel()
         phase = .closed
         context.fireChannelInactive()
@@ -213,6 +221,17 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard case .head = handler.phase else { return }
             handler.gate.countTimeout()
             handler.end(context: context, status: handler.head.isEmpty && handler.answered ? nil : "408 Request Timeout")
+        }
+    }
+
+    private func startBodyDeadline(context: ChannelHandlerContext) {
+        bodyDeadline?.cancel()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        bodyDeadline = context.eventLoop.scheduleTask(in: limits.bodyTimeout) {
+            let (handler, context) = loopBound.value
+            guard case .body = handler.phase else { return }
+            handler.gate.countTimeout()
+            handler.end(context: context, status: "408 Request Timeout", message: "the request body did not arrive in time")
         }
     }
 
@@ -250,6 +269,10 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 let take = min(remaining, view.readableBytes)
                 view.moveReaderIndex(forwardBy: take)
                 phase = remaining == take ? .head : .body(remaining: remaining - take)
+                if remaining == take {
+                    bodyDeadline?.cancel()
+                    bodyDeadline = nil
+                }
             case .head:
                 guard let byte = view.readInteger(as: UInt8.self) else { break scan }
                 if head.isEmpty {
@@ -272,7 +295,10 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 head.removeAll(keepingCapacity: true)
                 switch framing {
                 case .body(let length):
-                    if length > 0 { phase = .body(remaining: length) }
+                    if length > 0 {
+                        phase = .body(remaining: length)
+                        startBodyDeadline(context: context)
+                    }
                 case .passThrough:
                     phase = .passThrough
                     break scan
@@ -344,21 +370,22 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Answers `status` (if any) with a short JSON error, in the AWS shape, and closes. What this
     /// read held is not passed on, not even requests complete before the offending one.
-    private func end(context: ChannelHandlerContext, status: String?) {
+    private func end(context: ChannelHandlerContext, status: String?, message: String? = nil) {
         guard !isClosed else { return }
         phase = .closed
         headerDeadline?.cancel()
+        bodyDeadline?.cancel()
         idleCheck?.cancel()
         endedByGuard.withLockedValue { $0 = true }
         if let status {
-            let message: String = switch status.prefix(3) {
+            let standard: String = switch status.prefix(3) {
             case "408": "the request headers did not arrive in time"
             case "431": "the request headers are larger than \(limits.maxHeaderSize) bytes"
             case "413": "the body is larger than \(limits.maxBodySize) bytes"
             default: "the request's framing is invalid or ambiguous (Content-Length with Transfer-Encoding, or two lengths)"
             }
             let type = status.hasPrefix("413") ? "RequestEntityTooLargeException" : "InvalidRequestException"
-            let body = "{\"message\":\"\(message)\"}"
+            let body = "{\"message\":\"\(message ?? standard)\"}"
             let response = "HTTP/1.1 \(status)\r\nContent-Type: application/json\r\nx-amzn-ErrorType: \(type)\r\n"
                 + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).whenComplete { _ in

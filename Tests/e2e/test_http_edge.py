@@ -240,3 +240,29 @@ def test_public_monitoring_can_require_a_signature_or_be_off(drover_factory):
     assert _https_get(off, "/metrics")[0] == 404
     assert _https_get(off, "/health")[0] == 404
     assert health(off) == 200
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_off_by_the_body_deadline(drover_factory):
+    srv = drover_factory(DROVER_HTTP_BODY_TIMEOUT="2", DROVER_HTTP_IDLE_TIMEOUT="30")
+    with socket.create_connection((HOST, srv.http_port), timeout=10) as s:
+        s.sendall(b"POST /things/slow HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n")
+        started = time.monotonic()
+        answer = b""
+        closed = False
+        s.settimeout(0.5)
+        while time.monotonic() - started < 10 and not closed:  # a byte every half second: never idle
+            try:
+                s.sendall(b"x")
+                chunk = s.recv(4096)
+                answer += chunk
+                closed = chunk == b""
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+        # Unsigned: refused at once, before the body is read; the body still has to arrive in
+        # time, or the connection goes.
+        assert answer.startswith(b"HTTP/1.1 403") and b"MissingAuthenticationTokenException" in answer
+        assert b"HTTP/1.1 408" in answer and b"body did not arrive in time" in answer, answer[-300:]
+        assert closed and 1.5 <= time.monotonic() - started <= 5
+    assert health(srv) == 200
