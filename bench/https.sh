@@ -5,7 +5,8 @@
 # request, so that a client-bound run shows as one.
 #
 # Environment: HTTPS_COUNT (requests per run, default 4000), HTTPS_CONCURRENCY (16),
-# HTTPS_ROUNDS (3), BENCH_SKIP_BUILD=1 to use the binaries already built.
+# HTTPS_ROUNDS (3), HTTPS_PIN=1 to pin the server to core 0 and the client to core 1 (taskset),
+# so that neither takes the other's CPU; BENCH_SKIP_BUILD=1 to use the binaries already built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 COUNT=${HTTPS_COUNT:-4000}
@@ -19,16 +20,20 @@ fi
 WORK=$(mktemp -d)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-.build/release/drover serve --data-dir "$WORK/data" --mqtt-port 0 --mqtts-port 0 --http-port $HTTP \
+SERVER_PIN=() CLIENT_PIN=""
+if [ "${HTTPS_PIN:-0}" = 1 ]; then SERVER_PIN=(taskset -c 0); CLIENT_PIN="taskset -c 1"; fi
+"${SERVER_PIN[@]}" .build/release/drover serve --data-dir "$WORK/data" --mqtt-port 0 --mqtts-port 0 --http-port $HTTP \
     --https-port $HTTPS >"$WORK/drover.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do
     [ -f "$WORK/data/admin-credentials" ] && (exec 3<>"/dev/tcp/127.0.0.1/$HTTPS") 2>/dev/null && break
     sleep 0.1
 done
-.venv/bin/python - "$PID" "$WORK" "$HTTP" "$HTTPS" "$COUNT" "$CONCURRENCY" "$ROUNDS" <<'PY'
+.venv/bin/python - "$PID" "$WORK" "$HTTP" "$HTTPS" "$COUNT" "$CONCURRENCY" "$ROUNDS" "$CLIENT_PIN" <<'PY'
 import json, os, resource, statistics, subprocess, sys
-pid, work, http, https, count, concurrency, rounds = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
+pid, work = sys.argv[1], sys.argv[2]
+http, https, count, concurrency, rounds = map(int, sys.argv[3:8])
+pin = sys.argv[8].split()
 tick = os.sysconf("SC_CLK_TCK")
 
 def server_cpu() -> float:
@@ -37,7 +42,7 @@ def server_cpu() -> float:
 
 def run(endpoint: str, operation: str) -> dict:
     before_server, before_client = server_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([".build/release/drover-load", "api", "--endpoint", endpoint, "--ca-file", f"{work}/data/ca.pem",
+    out = subprocess.run([*pin, ".build/release/drover-load", "api", "--endpoint", endpoint, "--ca-file", f"{work}/data/ca.pem",
                           "--credentials", f"{work}/data/admin-credentials", "--operation", operation,
                           "--count", str(count), "--concurrency", str(concurrency)],
                          capture_output=True, text=True, check=True)
