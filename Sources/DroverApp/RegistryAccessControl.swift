@@ -38,7 +38,6 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
     static let thingAttribute = "thing"
     /// The principal of a client that signed its WebSocket upgrade: this prefix and the key id.
     static let accessKeyPrefix = "accesskey:"
-    private let keyPolicies = NIOLockedValueBox<[String: (text: String?, policy: APIPolicy?)]>([:])
 
     init(registry: Registry, region: String, anonymousPolicy: PolicyDocument? = nil) {
         self.registry = registry
@@ -161,22 +160,9 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
     /// `iot:Publish` (and `iot:RetainPublish`) and `iot:Receive` on `topic/T`, `iot:Subscribe` on
     /// `topicfilter/F`. A key without a policy has full rights, as on the API.
     private func decideForKey(_ keyId: String, _ clientId: String, _ action: MQTTAction) -> Bool {
-        guard let key = registry.accessKey(keyId) else { return false }
-        let policy: APIPolicy?
-        if let cached = keyPolicies.withLockedValue({ $0[keyId] }), cached.text == key.policy {
-            policy = cached.policy
-        } else {
-            policy = key.policy.flatMap { try? APIPolicy.parse($0).get() }
-            keyPolicies.withLockedValue { cache in
-                if cache.count > 10_000 { cache.removeAll() }
-                cache[keyId] = (key.policy, policy)
-            }
-        }
-        guard key.policy != nil else { return true }
-        guard let policy else { return false }
         let prefix = "arn:aws:iot:\(region):\(registry.configuration.account):"
         func allows(_ operation: String, _ resource: String) -> Bool {
-            policy.allows(.init(service: "iot", operation: operation, resource: prefix + resource))
+            registry.accessKey(keyId, allows: .init(service: "iot", operation: operation, resource: prefix + resource))
         }
         switch action {
         case .connect: return allows("Connect", "client/" + clientId)

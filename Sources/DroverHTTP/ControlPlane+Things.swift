@@ -280,7 +280,7 @@ extension ControlPlane {
         case .failure(let error): throw RegistryError(.malformedPolicy, "the policy is not valid: \(error)")
         }
         // A key cannot hand out more than it holds.
-        if let caller = registry.accessKey(call.caller.principal), let mine = policies.policy(of: caller), !mine.covers(policy) {
+        if let caller = registry.accessKey(call.caller.principal), let mine = registry.policy(of: caller), !mine.covers(policy) {
             let message = "access key \(caller.id) cannot create a key with rights it does not have itself"
             registry.recordDenied(call.caller, operation: "CreateAccessKey", resource: "*", message: message)
             throw RegistryError(.unauthorized, message)

@@ -7,7 +7,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// The AWS IoT control plane (`iot` service) over HTTP: botocore's paths and JSON shapes,
@@ -41,7 +40,6 @@ public struct ControlPlane: Sendable {
     let registry: Registry
     let configuration: Configuration
     let logger: Logger
-    let policies = AccessKeyPolicies()
 
     public init(registry: Registry, configuration: Configuration, logger: Logger) {
         self.registry = registry
@@ -278,7 +276,7 @@ public struct ControlPlane: Sendable {
         let caller = Caller(principal: signed.accessKeyId, region: signed.region)
         let resource = resourceARN(context, path: path, region: signed.region)
         let apiRequest = APIPolicy.Request(service: action.service, operation: action.operation, resource: resource)
-        if !policies.allows(registry.accessKey(signed.accessKeyId), apiRequest) {
+        if !registry.accessKey(signed.accessKeyId, allows: apiRequest) {
             let message = "access key \(signed.accessKeyId) is not authorized to perform: \(apiRequest.action) on resource: \(resource.clippedForLog)"
             logger.info("API request denied by the key's policy", metadata: [
                 "key": "\(signed.accessKeyId)", "action": "\(apiRequest.action)", "resource": "\(resource.clippedForLog)",
@@ -354,29 +352,5 @@ extension String {
     /// A path or name from a request, cut for a log line.
     var clippedForLog: String {
         count <= 200 ? self : String(prefix(200)) + "..."
-    }
-}
-
-/// The parsed policy of each access key, kept while its text stays the same.
-final class AccessKeyPolicies: Sendable {
-    private let cache = NIOLockedValueBox<[String: (text: String, policy: APIPolicy?)]>([:])
-
-    /// Whether `key` may make `request`: a key without a policy (stored before policies existed,
-    /// or the configured admin key) has full rights; a policy that does not parse allows nothing.
-    func allows(_ key: AccessKey?, _ request: APIPolicy.Request) -> Bool {
-        guard let key else { return false }
-        guard let policy = policy(of: key) else { return key.policy == nil }
-        return policy.allows(request)
-    }
-
-    func policy(of key: AccessKey) -> APIPolicy? {
-        guard let text = key.policy else { return nil }
-        if let cached = cache.withLockedValue({ $0[key.id] }), cached.text == text { return cached.policy }
-        let parsed = try? APIPolicy.parse(text).get()
-        cache.withLockedValue { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[key.id] = (text, parsed)
-        }
-        return parsed
     }
 }

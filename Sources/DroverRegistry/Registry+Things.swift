@@ -1,3 +1,4 @@
+import DroverPolicy
 import Foundation
 
 /// One page of a listing: the items and the token for the next page (nil on the last).
@@ -250,6 +251,28 @@ extension Registry {
 
     public func listAccessKeys() -> [AccessKey] {
         snapshot.accessKeys.values.sorted { $0.createdAt < $1.createdAt }
+    }
+
+    /// The parsed policy of `key`; nil for a key without one (full rights) and for a policy
+    /// that does not parse (which allows nothing: see ``accessKey(_:allows:)``).
+    public func policy(of key: AccessKey) -> APIPolicy? {
+        guard let text = key.policy else { return nil }
+        if let cached = keyPolicies.withLockedValue({ $0[key.id] }), cached.text == text { return cached.policy }
+        let parsed = try? APIPolicy.parse(text).get()
+        keyPolicies.withLockedValue { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[key.id] = (text, parsed)
+        }
+        return parsed
+    }
+
+    /// Whether the active key `id` may make `request`. A key without a policy (stored before
+    /// policies existed, or the configured key) has full rights; a policy that does not parse
+    /// allows nothing; an unknown or revoked key nothing either.
+    public func accessKey(_ id: String, allows request: APIPolicy.Request) -> Bool {
+        guard let key = accessKey(id) else { return false }
+        guard key.policy != nil else { return true }
+        return policy(of: key)?.allows(request) ?? false
     }
 
     /// Records a request that the caller's access key policy refused.

@@ -96,6 +96,8 @@ public final class Registry: @unchecked Sendable {
     private var state: RegistryState
     private let queue = DispatchQueue(label: "drover.registry.writer")
     private let listeners = NIOLockedValueBox<[@Sendable (RegistryState, [RegistryRecordChange]) -> Void]>([])
+    /// Each access key's parsed policy, kept while its text stays the same.
+    let keyPolicies = NIOLockedValueBox<[String: (text: String, policy: APIPolicy?)]>([:])
 
     public init(configuration: RegistryConfiguration = .init(), store: any RegistryStore, logger: Logger = Logger(label: "drover.registry")) throws {
         self.configuration = configuration

@@ -52,7 +52,7 @@ struct APIOptions: ParsableArguments {
             let rest = bytes.count > 2 ? "," + String(decoding: bytes.dropFirst().dropLast(), as: UTF8.self) : ""
             bytes = Data(("{\"document\":" + String(decoding: document, as: UTF8.self) + rest + "}").utf8)
         }
-        guard let url = URL(string: endpoint + encodedPath + (encodedQuery.isEmpty ? "" : "?" + encodedQuery)) else {
+        guard URL(string: endpoint + encodedPath + (encodedQuery.isEmpty ? "" : "?" + encodedQuery)) != nil else {
             throw ValidationError("bad request path \(path)")
         }
         var headers: [(String, String)] = [("Host", hostHeader)]
