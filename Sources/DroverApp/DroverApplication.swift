@@ -158,41 +158,30 @@ public struct DroverApplication: Sendable {
         }
         // One cap on connections for both HTTP listeners.
         let httpGate = HTTPConnectionGate(limit: configuration.httpLimits.maxConnections)
-        if configuration.http.port != 0 {
-            let host = configuration.http.bind
-            let port = configuration.http.port
-            var httpConfiguration = HTTPServerConfiguration(
-                host: host, port: port, allowAnonymousWebSocket: configuration.http.allowAnonymous)
-            httpConfiguration.allowedOrigins = Set(configuration.httpAllowedOrigins)
-            services.append(try DroverHTTPServer.buildApplication(
-                configuration: httpConfiguration,
+        // Plain HTTP (loopback, for local tools) and HTTPS serve the same routes, under one cap.
+        func httpServer(_ listener: DroverConfiguration.Listener, tls: HTTPServerConfiguration.TLS?,
+                        monitoring: MonitoringAccess) throws -> any Service {
+            let (host, port, name) = (listener.bind, listener.port, tls == nil ? "HTTP" : "HTTPS")
+            var server = HTTPServerConfiguration(host: host, port: port, allowAnonymousWebSocket: listener.allowAnonymous, tls: tls)
+            server.allowedOrigins = Set(configuration.httpAllowedOrigins)
+            server.monitoring = monitoring
+            return try DroverHTTPServer.buildApplication(
+                configuration: server,
                 broker: broker, registry: registry, controlPlane: controlPlane, limits: configuration.httpLimits, gate: httpGate,
                 eventLoopGroup: eventLoopGroup, logger: logger,
                 onServerRunning: { channel in
-                    logger.notice("HTTP server ready", metadata: [
+                    logger.notice("\(name) server ready", metadata: [
                         "address": "\(host):\(channel.localAddress?.port ?? port)",
                         "routes": "/health /metrics /mqtt (WebSocket), AWS IoT control plane (SigV4)",
                     ])
-                }))
+                })
+        }
+        if configuration.http.port != 0 {
+            services.append(try httpServer(configuration.http, tls: nil, monitoring: .open))
         }
         if configuration.https.port != 0 {
-            let host = configuration.https.bind
-            let port = configuration.https.port
             let tls = try Self.httpsTLS(configuration, authority: authority)
-            var httpsConfiguration = HTTPServerConfiguration(
-                host: host, port: port, allowAnonymousWebSocket: configuration.https.allowAnonymous, tls: tls)
-            httpsConfiguration.allowedOrigins = Set(configuration.httpAllowedOrigins)
-            httpsConfiguration.monitoring = configuration.publicMonitoring
-            services.append(try DroverHTTPServer.buildApplication(
-                configuration: httpsConfiguration,
-                broker: broker, registry: registry, controlPlane: controlPlane, limits: configuration.httpLimits, gate: httpGate,
-                eventLoopGroup: eventLoopGroup, logger: logger,
-                onServerRunning: { channel in
-                    logger.notice("HTTPS server ready", metadata: [
-                        "address": "\(host):\(channel.localAddress?.port ?? port)", "tls": "1.2+",
-                        "routes": "/health /metrics /mqtt (WebSocket), AWS IoT control plane (SigV4)",
-                    ])
-                }))
+            services.append(try httpServer(configuration.https, tls: tls, monitoring: configuration.publicMonitoring))
         }
         // Last in the group, so first to shut down: clients are told before listeners close.
         services.append(BrokerService(broker: broker, logger: logger))

@@ -96,18 +96,7 @@ public struct APIPolicy: Hashable, Sendable {
 
     /// Parses and validates `text`, or says why and where it is refused.
     public static func parse(_ text: String) -> Result<APIPolicy, PolicyParseError> {
-        let source = Array(text.utf8)
-        guard source.count <= maximumSize else {
-            let message = "the policy document is \(source.count) bytes; the limit is \(maximumSize)"
-            return .failure(PolicyParseError(code: .documentTooLarge, message: message, line: 1, column: 1, offset: 0))
-        }
-        do throws(SourceError) {
-            var parser = JSONParser(bytes: source)
-            let root = try parser.parseDocument()
-            return .success(try document(from: root))
-        } catch {
-            return .failure(error.located(in: source))
-        }
+        parseJSON(text, maximumSize: maximumSize) { _, root throws(SourceError) in try document(from: root) }
     }
 
     private static func document(from root: JSONValue) throws(SourceError) -> APIPolicy {

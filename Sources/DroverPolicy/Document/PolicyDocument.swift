@@ -27,18 +27,28 @@ public struct PolicyDocument: Hashable, Sendable {
     /// A refused document is an expected outcome of the API (the user made a mistake), so it is
     /// a value; use `.get()` to throw it.
     public static func parse(_ text: String) -> Result<PolicyDocument, PolicyParseError> {
-        let source = Array(text.utf8)
-        guard source.count <= maximumSize else {
-            let message = "the policy document is \(source.count) bytes; the limit is \(maximumSize)"
-            return .failure(PolicyParseError(code: .documentTooLarge, message: message, line: 1, column: 1, offset: 0))
+        parseJSON(text, maximumSize: maximumSize) { source, root throws(SourceError) in
+            try PolicyValidator(source: source).document(from: root)
         }
-        do throws(SourceError) {
-            var parser = JSONParser(bytes: source)
-            let root = try parser.parseDocument()
-            return .success(try PolicyValidator(source: source).document(from: root))
-        } catch {
-            return .failure(error.located(in: source))
-        }
+    }
+}
+
+/// Reads `text` as JSON of at most `maximumSize` bytes and hands the tree to `build`; a refusal
+/// says where it is. Shared by device policies and access key policies.
+func parseJSON<T>(
+    _ text: String, maximumSize: Int, _ build: ([UInt8], JSONValue) throws(SourceError) -> T
+) -> Result<T, PolicyParseError> {
+    let source = Array(text.utf8)
+    guard source.count <= maximumSize else {
+        let message = "the policy document is \(source.count) bytes; the limit is \(maximumSize)"
+        return .failure(PolicyParseError(code: .documentTooLarge, message: message, line: 1, column: 1, offset: 0))
+    }
+    do throws(SourceError) {
+        var parser = JSONParser(bytes: source)
+        let root = try parser.parseDocument()
+        return .success(try build(source, root))
+    } catch {
+        return .failure(error.located(in: source))
     }
 }
 
