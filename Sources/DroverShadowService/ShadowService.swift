@@ -263,7 +263,7 @@ public final class ShadowService: Sendable {
                 return rejected(error)
             case .accepted(let update):
                 shadows[key] = (update.document, 0)
-                writes.append(.save(thing: thing, name: name, document: update.document.storageBytes, version: update.document.version))
+                writes.append(.save(thing: thing, name: name, document: update.storageBytes, version: update.document.version))
                 // accepted, then delta, then documents: the v1 SDK drops a delta whose version it
                 // already saw accepted.
                 var mqtt = [("\(topic)/update/accepted", update.acceptedPayload)]

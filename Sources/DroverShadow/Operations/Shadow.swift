@@ -38,7 +38,11 @@ public enum Shadow {
         let desired = apply(parsed.desired, to: document?.desiredSection, at: now)
         let reported = apply(parsed.reported, to: document?.reportedSection, at: now)
         let updated = ShadowDocument(desired: desired, reported: reported, version: currentVersion + 1, timestamp: now)
-        guard updated.stateSize <= limits.maximumDocumentSize, updated.storedSize <= limits.maximumStoredSize else {
+        guard updated.stateSize <= limits.maximumDocumentSize else {
+            return .rejected(.payloadTooLarge(clientToken: token, timestamp: now))
+        }
+        let stored = updated.storageBytes
+        guard stored.count <= limits.maximumStoredSize else {
             return .rejected(.payloadTooLarge(clientToken: token, timestamp: now))
         }
 
@@ -57,7 +61,8 @@ public enum Shadow {
                 document: updated,
                 acceptedPayload: JSONValue.object(accepted).jsonBytes,
                 deltaPayload: updated.deltaPayload(clientToken: token, now: now),
-                documentsPayload: JSONValue.object(documents).jsonBytes
+                documentsPayload: JSONValue.object(documents).jsonBytes,
+                storageBytes: stored
             )
         )
     }

@@ -21,12 +21,18 @@ public struct ShadowUpdate: Hashable, Sendable {
     /// For `/update/documents`: the shadow before (`previous`, left out when the update created
     /// the shadow) and after (`current`).
     public var documentsPayload: [UInt8]
+    /// `document.storageBytes`, made once: the size check needed it, and the store writes it.
+    public var storageBytes: [UInt8]
 
-    public init(document: ShadowDocument, acceptedPayload: [UInt8], deltaPayload: [UInt8]?, documentsPayload: [UInt8]) {
+    public init(
+        document: ShadowDocument, acceptedPayload: [UInt8], deltaPayload: [UInt8]?, documentsPayload: [UInt8],
+        storageBytes: [UInt8]? = nil
+    ) {
         self.document = document
         self.acceptedPayload = acceptedPayload
         self.deltaPayload = deltaPayload
         self.documentsPayload = documentsPayload
+        self.storageBytes = storageBytes ?? document.storageBytes
     }
 }
 
