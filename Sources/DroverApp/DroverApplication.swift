@@ -129,7 +129,7 @@ public struct DroverApplication: Sendable {
             authority: authority, authorityId: authorityInfo.certificateId,
             subject: CertificateSubject(commonName: configuration.deviceCertificateCommonName,
                                         organization: configuration.deviceCertificateOrganization),
-            validityDays: configuration.deviceCertificateValidityDays)
+            validityDays: configuration.deviceCertificateValidityDays, defaultKeyAlgorithm: configuration.defaultKeyAlgorithm)
         var controlPlaneConfiguration = ControlPlane.Configuration(
             endpointAddress: configuration.endpointAddress ?? "localhost", issuing: issuing, shadows: shadows,
             fleetConfig: fleetConfig)
@@ -364,7 +364,7 @@ public struct DroverApplication: Sendable {
 
     /// Creates `path` with mode 0600 from its first byte (open with O_CREAT|O_EXCL and the mode,
     /// not a write then a chmod); false if it exists or cannot be written.
-    static func writeSecretFile(_ path: String, _ text: String) -> Bool {
+    public static func writeSecretFile(_ path: String, _ text: String) -> Bool {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return false }
         defer { close(fd) }

@@ -1,5 +1,6 @@
 import Foundation
 import DroverHTTP
+import DroverIdentity
 import DroverShadow
 import MQTTBroker
 import Yams
@@ -77,6 +78,8 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var deviceCertificateOrganization = "Drover"
     public var deviceCertificateCommonName = "Drover device"
     public var deviceCertificateValidityDays = 3650
+    /// The key CreateKeysAndCertificate makes when the request names none (`ca.default_key_algorithm`).
+    public var defaultKeyAlgorithm: DeviceKeyPair.Algorithm = .rsa2048
     /// The names in the MQTT server's TLS certificate; nil: localhost, 127.0.0.1 and the host name.
     public var serverHostNames: [String]?
 
@@ -179,6 +182,13 @@ public struct DroverConfiguration: Sendable, Hashable {
         "ca.device_organization": { $0.deviceCertificateOrganization = $1 },
         "ca.device_common_name": { $0.deviceCertificateCommonName = $1 },
         "ca.device_validity_days": { $0.deviceCertificateValidityDays = try int($1, "ca.device_validity_days", 1...36500) },
+        "ca.default_key_algorithm": { config, value in
+            guard let algorithm = DeviceKeyPair.Algorithm(awsName: value) else {
+                let names = DeviceKeyPair.Algorithm.all.map(\.awsName).joined(separator: " or ")
+                throw Error(description: "ca.default_key_algorithm must be \(names), not '\(value)'")
+            }
+            config.defaultKeyAlgorithm = algorithm
+        },
         "mqtts.host_names": { config, value in
             let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             guard !names.isEmpty else { throw Error(description: "mqtts.host_names must name at least one host") }

@@ -14,12 +14,17 @@ extension ControlPlane {
         public var authorityId: String
         public var subject: CertificateSubject
         public var validityDays: Int
+        /// The key CreateKeysAndCertificate makes when the request names none: RSA 2048, as
+        /// AWS makes (boto3 and the AWS CLI cannot ask for another).
+        public var defaultKeyAlgorithm: DeviceKeyPair.Algorithm
 
-        public init(authority: CertificateAuthority, authorityId: String, subject: CertificateSubject, validityDays: Int) {
+        public init(authority: CertificateAuthority, authorityId: String, subject: CertificateSubject, validityDays: Int,
+                    defaultKeyAlgorithm: DeviceKeyPair.Algorithm = .rsa2048) {
             self.authority = authority
             self.authorityId = authorityId
             self.subject = subject
             self.validityDays = validityDays
+            self.defaultKeyAlgorithm = defaultKeyAlgorithm
         }
     }
 
@@ -64,11 +69,14 @@ extension ControlPlane {
 
     func createKeysAndCertificate(_ call: Call) async throws -> Response {
         let issuing = try issuing()
-        let algorithm: DeviceKeyPair.Algorithm
-        switch call.query("keyAlgorithm") ?? "EC_prime256v1" {
-        case "EC_prime256v1": algorithm = .ecdsaP256
-        case "RSA_2048": algorithm = .rsa2048
-        case let other: throw RegistryError(.invalidRequest, "keyAlgorithm must be EC_prime256v1 or RSA_2048, not '\(other)'")
+        // `keyAlgorithm` is Drover's addition (the `drover` CLI sends it); AWS has no such parameter.
+        var algorithm = issuing.defaultKeyAlgorithm
+        if let name = call.query("keyAlgorithm") {
+            guard let named = DeviceKeyPair.Algorithm(awsName: name) else {
+                let names = DeviceKeyPair.Algorithm.all.map(\.awsName).joined(separator: " or ")
+                throw RegistryError(.invalidRequest, "keyAlgorithm must be \(names), not '\(name.prefix(64))'")
+            }
+            algorithm = named
         }
         let keys = try DeviceKeyPair.generate(algorithm)
         let certificate = try issuing.authority.issueDeviceCertificate(

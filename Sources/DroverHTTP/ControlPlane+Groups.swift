@@ -58,7 +58,7 @@ extension ControlPlane {
         return Self.json(DescribeGroupOutput(
             thingGroupName: group.name, thingGroupId: group.id, thingGroupArn: groupArn(call.caller, group.name), version: group.version,
             thingGroupProperties: ThingGroupProperties(thingGroupDescription: group.description,
-                                                       attributePayload: AttributePayload(attributes: group.attributes, merge: nil)),
+                                                       attributePayload: group.attributes.isEmpty ? nil : AttributePayload(attributes: group.attributes, merge: nil)),
             thingGroupMetadata: GroupMetadata(
                 parentGroupName: group.parent,
                 rootToParentThingGroups: lineage.map { NameAndArn(groupName: $0.name, groupArn: groupArn(call.caller, $0.name)) },

@@ -20,6 +20,8 @@ public struct DeviceKeyPair: Sendable {
 
         let backing: Backing
 
+        init(backing: Backing) { self.backing = backing }
+
         /// ECDSA on NIST P-256: small, fast, and supported by every current device TLS stack.
         public static let ecdsaP256 = Algorithm(backing: .ecdsaP256)
         /// RSA with a 2048-bit modulus: what AWS IoT's `CreateKeysAndCertificate` makes, for older devices.
@@ -30,6 +32,23 @@ public struct DeviceKeyPair: Sendable {
             case .ecdsaP256: "ECDSA P-256"
             case .rsa2048: "RSA 2048"
             }
+        }
+
+        /// The names AWS gives the key types (`RSA_2048`, `EC_prime256v1`), which Drover's
+        /// configuration and API take.
+        public var awsName: String {
+            switch self.backing {
+            case .ecdsaP256: "EC_prime256v1"
+            case .rsa2048: "RSA_2048"
+            }
+        }
+
+        public static let all: [Algorithm] = [.rsa2048, .ecdsaP256]
+
+        /// The algorithm of an AWS name; nil for any other text.
+        public init?(awsName: String) {
+            guard let known = Self.all.first(where: { $0.awsName == awsName }) else { return nil }
+            self = known
         }
     }
 

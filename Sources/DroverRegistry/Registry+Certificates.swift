@@ -40,7 +40,8 @@ extension Registry {
         // registers it all the same, and so do we.
         return try await mutate(caller, operation, "cert/\(facts.id)") { state, changes in
             if state.certificates[facts.id] != nil {
-                throw RegistryError(.alreadyExists, "certificate \(facts.id) is already registered", resourceId: facts.id)
+                throw RegistryError(.alreadyExists, "The certificate is already provisioned or registered", resourceId: facts.id,
+                                    resourceArn: self.arn(caller.region, "cert/\(facts.id)"))
             }
             if let caCertificateId {
                 guard let ca = state.caCertificates[caCertificateId] else {
@@ -102,7 +103,7 @@ extension Registry {
         try await mutate(caller, "DeleteCertificate", "cert/\(id)") { state, changes in
             guard let record = state.certificates[id] else { throw RegistryError.notFound("certificate", id) }
             guard !record.isActive else {
-                throw RegistryError(.certificateState, "certificate \(id) is ACTIVE; make it INACTIVE (UpdateCertificate) before deleting it")
+                throw RegistryError(.certificateState, "Certificate must be deactivated (not ACTIVE) before deletion. Id: \(id)")
             }
             let things = state.things(ofCertificate: id)
             guard things.isEmpty else {
@@ -131,7 +132,8 @@ extension Registry {
         return try await mutate(caller, "RegisterCACertificate", "cacert/\(facts.id)") { state, changes in
             if let existing = state.caCertificates[facts.id] {
                 if builtIn && existing.builtIn { return existing }
-                throw RegistryError(.alreadyExists, "CA certificate \(facts.id) is already registered", resourceId: facts.id)
+                throw RegistryError(.alreadyExists, "The CA certificate is already registered", resourceId: facts.id,
+                                    resourceArn: self.arn(caller.region, "cacert/\(facts.id)"))
             }
             let record = CACertificateRecord(
                 id: facts.id, pem: facts.pem, status: active ? "ACTIVE" : "INACTIVE",

@@ -11,7 +11,8 @@ extension Registry {
             if let existing = state.thingGroups[name] {
                 // AWS answers an identical create with the existing group.
                 guard existing.parent == parent, existing.attributes == attributes, existing.description == description else {
-                    throw RegistryError(.alreadyExists, "thing group \(name) already exists", resourceId: existing.id)
+                    throw RegistryError(.alreadyExists, "Thing Group \(name) already exists in current account with different properties",
+                                        resourceId: existing.id, resourceArn: self.arn(caller.region, "thinggroup/\(name)"))
                 }
                 return existing
             }
@@ -83,7 +84,8 @@ extension Registry {
         if let parent, state.thingGroups[parent] == nil { throw RegistryError.notFound("thing group", parent) }
         let groups = state.thingGroups.values.filter { group in
             if let namePrefix, !group.name.hasPrefix(namePrefix) { return false }
-            guard let parent else { return true }
+            // Without a parent, recursive=false lists only the top-level groups.
+            guard let parent else { return recursive || group.parent == nil }
             if recursive { return group.name != parent && state.lineage(ofGroup: group.name).contains { $0.name == parent } }
             return group.parent == parent
         }

@@ -31,7 +31,10 @@ extension Registry {
         try Self.checkPolicyName(name)
         let parsed = try Self.parse(document)
         return try await mutate(caller, "CreatePolicy", "policy/\(name)") { state, changes in
-            if state.policies[name] != nil { throw RegistryError(.alreadyExists, "policy \(name) already exists", resourceId: name) }
+            if state.policies[name] != nil {
+                throw RegistryError(.alreadyExists, "Policy cannot be created - name already exists (name=\(name))", resourceId: name,
+                                    resourceArn: self.arn(caller.region, "policy/\(name)"))
+            }
             let now = Date().timeIntervalSince1970
             let policy = PolicyRecord(name: name, versions: [.init(id: 1, document: document, createdAt: now)], defaultVersion: 1,
                                       nextVersion: 2, createdAt: now, modifiedAt: now)
@@ -59,7 +62,7 @@ extension Registry {
         try await mutate(caller, "DeletePolicy", "policy/\(name)") { state, changes in
             guard let policy = state.policies[name] else { throw RegistryError.notFound("policy", name) }
             if let targets = state.policyTargets[name], !targets.isEmpty {
-                throw RegistryError(.deleteConflict, "policy \(name) is attached to \(targets.count) target(s); detach it first")
+                throw RegistryError(.deleteConflict, "The policy cannot be deleted as the policy is attached to one or more principals (name=\(name))")
             }
             guard policy.versions.count == 1 else {
                 throw RegistryError(.deleteConflict, "policy \(name) has \(policy.versions.count - 1) version(s) besides the default; delete them first")
@@ -76,7 +79,7 @@ extension Registry {
         return try await mutate(caller, "CreatePolicyVersion", "policy/\(name)") { state, changes in
             guard var policy = state.policies[name] else { throw RegistryError.notFound("policy", name) }
             guard policy.versions.count < 5 else {
-                throw RegistryError(.versionsLimitExceeded, "policy \(name) has 5 versions, the most allowed; delete one first")
+                throw RegistryError(.versionsLimitExceeded, "The policy \(name) already has the maximum number of versions (5)")
             }
             let now = Date().timeIntervalSince1970
             let id = policy.nextVersion
@@ -183,7 +186,7 @@ extension Registry {
     /// The targets as keys ("cert/ID", "thinggroup/NAME").
     public func targets(ofPolicy name: String) throws -> [String] {
         let state = snapshot
-        guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
+        guard state.policies[name] != nil else { throw RegistryError(.notFound, "Policy not found") }
         return (state.policyTargets[name] ?? []).sorted()
     }
 
@@ -210,7 +213,9 @@ extension Registry {
 
     public func thingPrincipals(_ thing: String) throws -> [String] {
         let state = snapshot
-        guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
+        guard state.things[thing] != nil else {
+            throw RegistryError(.notFound, "Failed to list principals for thing \(thing) because the thing does not exist in your account")
+        }
         return (state.thingPrincipals[thing] ?? []).sorted()
     }
 

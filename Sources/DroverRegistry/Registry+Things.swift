@@ -67,8 +67,8 @@ extension Registry {
             if let existing = state.things[name] {
                 // AWS answers an identical create with the existing thing.
                 guard existing.typeName == typeName && existing.attributes == attributes else {
-                    throw RegistryError(.alreadyExists, "thing \(name) already exists with different attributes or type",
-                                        resourceId: existing.id)
+                    throw RegistryError(.alreadyExists, "Thing \(name) already exists in current account with different properties",
+                                        resourceId: existing.id, resourceArn: self.arn(caller.region, "thing/\(name)"))
                 }
                 return existing
             }
@@ -126,7 +126,8 @@ extension Registry {
                 throw RegistryError(.versionConflict, "thing \(name) is at version \(thing.version), not \(expectedVersion)")
             }
             if let principals = state.thingPrincipals[name], !principals.isEmpty {
-                throw RegistryError.invalid("thing \(name) has \(principals.count) principal(s) attached; detach them (DetachThingPrincipal) first")
+                // AWS's text, which clients match on.
+                throw RegistryError.invalid("Cannot delete. Thing \(name) is still attached to one or more principals")
             }
             state.things[name] = nil
             changes.append(Self.removal(Kind.thing, name))
@@ -177,7 +178,8 @@ extension Registry {
         if let description, description.count > 2028 { throw RegistryError.invalid("thingTypeDescription is longer than 2028 characters") }
         return try await mutate(caller, "CreateThingType", name) { state, changes in
             if let existing = state.thingTypes[name] {
-                throw RegistryError(.alreadyExists, "thing type \(name) already exists", resourceId: existing.id)
+                throw RegistryError(.alreadyExists, "Thing Type \(name) already exists in current account", resourceId: existing.id,
+                                    resourceArn: self.arn(caller.region, "thingtype/\(name)"))
             }
             let type = ThingType(name: name, id: UUID().uuidString.lowercased(), description: description,
                                  searchableAttributes: searchableAttributes, deprecated: false, deprecatedAt: nil,
@@ -194,7 +196,8 @@ extension Registry {
     }
 
     public func listThingTypes(name: String?, maxResults: Int?, nextToken: String?) throws -> Page<ThingType> {
-        let types = snapshot.thingTypes.values.filter { name == nil || $0.name == name }
+        // AWS matches the name as a prefix.
+        let types = snapshot.thingTypes.values.filter { name == nil || $0.name.hasPrefix(name ?? "") }
         return try Self.page(types, key: \.name, maxResults: maxResults, nextToken: nextToken)
     }
 

@@ -255,3 +255,53 @@ struct PolicyCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct CertificatesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "certificates", abstract: "Device certificates.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a key pair and a certificate for a device (CreateKeysAndCertificate), with the key type you choose.",
+            discussion: """
+                The certificate goes to PREFIX.cert.pem and the private key to PREFIX.private.key (mode 0600); \
+                the key is not kept by the server, so this is its only copy.
+                """)
+        @OptionGroup var api: APIOptions
+        @Option(name: .long, help: "RSA_2048 (AWS's key, the server's default) or EC_prime256v1. Default: the server's ca.default_key_algorithm.")
+        var keyAlgorithm: String?
+        @Flag(name: .long, help: "Make the certificate ACTIVE at once.")
+        var setAsActive = false
+        @Option(name: .long, help: "Where the files go: PREFIX.cert.pem and PREFIX.private.key.")
+        var out: String
+
+        func validate() throws {
+            if let keyAlgorithm, !["RSA_2048", "EC_prime256v1"].contains(keyAlgorithm) {
+                throw ValidationError("--key-algorithm must be RSA_2048 or EC_prime256v1")
+            }
+        }
+
+        func run() async throws {
+            let certificatePath = out + ".cert.pem", keyPath = out + ".private.key"
+            for path in [certificatePath, keyPath] where FileManager.default.fileExists(atPath: path) {
+                throw ValidationError("\(path) exists; choose another --out")
+            }
+            var query: [(String, String)] = [("setAsActive", setAsActive ? "true" : "false")]
+            if let keyAlgorithm { query.append(("keyAlgorithm", keyAlgorithm)) }
+            guard let answer = try await api.call("POST", "/keys-and-certificate", query: query) as? [String: Any],
+                  let pem = answer["certificatePem"] as? String,
+                  let keys = answer["keyPair"] as? [String: Any], let privateKey = keys["PrivateKey"] as? String
+            else { throw ValidationError("the server's answer has no certificate and key") }
+            guard DroverApplication.writeSecretFile(keyPath, privateKey) else { throw ValidationError("cannot write \(keyPath)") }
+            do {
+                try pem.write(toFile: certificatePath, atomically: true, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot write \(certificatePath): \(error)")
+            }
+            printJSON([
+                "certificateId": answer["certificateId"] ?? "", "certificateArn": answer["certificateArn"] ?? "",
+                "certificateFile": certificatePath, "privateKeyFile": keyPath,
+            ])
+        }
+    }
+}

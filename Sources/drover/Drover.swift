@@ -10,7 +10,7 @@ struct Drover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drover",
         abstract: "A self-hosted IoT device management platform: MQTT broker, registry, shadows, jobs.",
-        subcommands: [Serve.self, FleetConfigCommand.self, ConfigCommand.self, CACommand.self, KeysCommand.self, AuditCommand.self, PolicyCommand.self,
+        subcommands: [Serve.self, FleetConfigCommand.self, ConfigCommand.self, CACommand.self, KeysCommand.self, CertificatesCommand.self, AuditCommand.self, PolicyCommand.self,
                       SigV4CheckCommand.self])
 }
 

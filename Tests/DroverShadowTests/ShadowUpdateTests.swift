@@ -35,23 +35,54 @@ struct ShadowMergeTests {
         )
     }
 
-    @Test("an object that an update empties is removed, up to the section")
-    func emptiedObjectsRemoved() throws {
+    @Test("an object that nulls empty stays as {}; a section that they empty goes")
+    func emptiedObjectsStay() throws {
         let before = try shadow(#"{"state":{"desired":{"a":{"b":{"c":1}},"x":1}}}"#)
         let emptied = try #require(update(before, #"{"state":{"desired":{"a":{"b":{"c":null}}}}}"#, at: 2_000).accepted)
-        #expect(emptied.document.desired == ["x": 1])
-        #expect(emptied.document.desiredMetadata == ["x": .timestamp(1_000)])
+        #expect(emptied.document.desired == ["a": ["b": [:]], "x": 1])
+        #expect(emptied.document.desiredMetadata == ["a": .object(["b": .timestamp(2_000)]), "x": .timestamp(1_000)])
 
         let sectionEmptied = try #require(
-            update(emptied.document, #"{"state":{"desired":{"x":null}}}"#, at: 3_000).accepted)
+            update(emptied.document, #"{"state":{"desired":{"x":null,"a":null}}}"#, at: 3_000).accepted)
         #expect(sectionEmptied.document.desired == nil)
         #expect(Shadow.get(sectionEmptied.document, shadowName: "s", now: 3_000).payload?["state"] == [:])
     }
 
-    @Test("an empty object in a request adds nothing")
-    func emptyObjectAddsNothing() throws {
-        let document = try shadow(#"{"state":{"desired":{"a":{},"b":1}}}"#)
-        #expect(document.desired == ["b": 1])
+    @Test("an empty object is a value: it is stored, and it is in the delta")
+    func emptyObjectIsAValue() throws {
+        let created = try #require(update(nil, #"{"state":{"desired":{"d":{},"b":1}}}"#, at: 1_000).accepted)
+        #expect(created.document.desired == ["d": [:], "b": 1])
+        #expect(created.document.desiredMetadata == ["d": .timestamp(1_000), "b": .timestamp(1_000)])
+        #expect(created.document.delta == ["d": [:], "b": 1])
+        let delta = try #require(created.deltaPayload)
+        #expect(parsed(delta)?["state"] == json(#"{"d":{},"b":1}"#))
+        #expect(parsed(delta)?["metadata"] == json(#"{"d":{"timestamp":1000},"b":{"timestamp":1000}}"#))
+        #expect(parsed(created.acceptedPayload)?["metadata"] == json(#"{"desired":{"d":{"timestamp":1000},"b":{"timestamp":1000}}}"#))
+        // It survives storage.
+        #expect(ShadowDocument(storageBytes: created.document.storageBytes) == created.document)
+        // Reported as {} too, it leaves the delta.
+        let reported = try #require(update(created.document, #"{"state":{"reported":{"d":{},"b":1}}}"#, at: 2_000).accepted)
+        #expect(reported.document.delta == [:])
+        #expect(reported.deltaPayload == nil)
+    }
+
+    @Test("{} written over a value that is not an object leaves {}, and keeps the parent")
+    func emptyObjectReplacesScalar() throws {
+        let before = try shadow(#"{"state":{"desired":{"p":{"c":3},"q":1}}}"#)
+        let after = try #require(update(before, #"{"state":{"desired":{"p":{"c":{}}}}}"#, at: 2_000).accepted)
+        #expect(after.document.desired == ["p": ["c": [:]], "q": 1])
+        #expect(after.document.desiredMetadata == ["p": .object(["c": .timestamp(2_000)]), "q": .timestamp(1_000)])
+        // {} over an object merges nothing into it.
+        let merged = try #require(update(before, #"{"state":{"desired":{"p":{}}}}"#, at: 3_000).accepted)
+        #expect(merged.document.desired == ["p": ["c": 3], "q": 1])
+    }
+
+    @Test("a section given as {} is a no-op")
+    func emptySectionIsNoOp() throws {
+        let before = try shadow(#"{"state":{"reported":{"a":1}}}"#)
+        let after = try #require(update(before, #"{"state":{"desired":{}}}"#, at: 2_000).accepted)
+        #expect(after.document.desired == nil)
+        #expect(after.document.reported == ["a": 1])
     }
 
     @Test("an object replaces a value that was not an object, and a value replaces an object")
@@ -94,6 +125,13 @@ struct ShadowMergeTests {
         #expect(after.document.reported == nil)
         #expect(after.document.version == 2)
         #expect(Shadow.get(after.document, shadowName: "s", now: 2_000).payload?["state"] == [:])
+        // AWS's answer: "state": null, and metadata with only the time.
+        #expect(
+            parsed(after.acceptedPayload)
+                == json(#"{"state":null,"metadata":{"timestamp":2000},"version":2,"timestamp":2000}"#))
+        let tokened = try #require(update(after.document, #"{"state":null,"clientToken":"t"}"#, at: 3_000).accepted)
+        #expect(parsed(tokened.acceptedPayload)?["clientToken"] == "t")
+        #expect(tokened.document.version == 3)
     }
 
     @Test("members outside desired and reported are ignored (Diagnosing problems with shadows)")

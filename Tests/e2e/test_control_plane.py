@@ -431,18 +431,52 @@ def test_thing_groups(drover):
     assert iot.list_thing_groups_for_thing(thingName=f"{p}_t1")["thingGroups"] == [], "a refused update was half-applied"
 
 
-def test_rsa_keys_on_request(drover):
-    status, _, body = aws.signed(drover, "POST", "/keys-and-certificate?keyAlgorithm=RSA_2048&setAsActive=true")
-    assert status == 200, body
-    assert "BEGIN RSA PRIVATE KEY" in body["keyPair"]["PrivateKey"]
+def _key_text(pem: str) -> str:
     import subprocess
-    text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=body["certificatePem"], capture_output=True, text=True).stdout
+    return subprocess.run(["openssl", "pkey", "-noout", "-text"], input=pem, capture_output=True, text=True).stdout
+
+
+def test_keys_are_rsa_2048_by_default_as_on_aws(drover):
+    """boto3 and the AWS CLI cannot name a key type: the default must be AWS's, RSA 2048 in PKCS#1."""
+    import subprocess
+    iot = aws.iot(drover)
+    default = iot.create_keys_and_certificate(setAsActive=False)
+    assert default["keyPair"]["PrivateKey"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert default["keyPair"]["PublicKey"].startswith("-----BEGIN PUBLIC KEY-----")
+    assert "Private-Key: (2048 bit" in _key_text(default["keyPair"]["PrivateKey"])
+    text = subprocess.run(["openssl", "x509", "-noout", "-text"], input=default["certificatePem"], capture_output=True, text=True).stdout
     assert "rsaEncryption" in text and "2048 bit" in text
-    default = aws.iot(drover).create_keys_and_certificate(setAsActive=False)
-    assert "BEGIN PRIVATE KEY" in default["keyPair"]["PrivateKey"]
-    assert aws.iot(drover).describe_certificate(certificateId=default["certificateId"])["certificateDescription"]["status"] == "INACTIVE"
+    assert iot.describe_certificate(certificateId=default["certificateId"])["certificateDescription"]["status"] == "INACTIVE"
+    result = aws.aws_cli(drover, "iot", "create-keys-and-certificate")
+    assert result.returncode == 0, result.stderr
+    cli = json.loads(result.stdout)
+    assert cli["keyPair"]["PrivateKey"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    # Drover's own parameter still asks for EC P-256.
+    status, _, body = aws.signed(drover, "POST", "/keys-and-certificate?keyAlgorithm=EC_prime256v1&setAsActive=true")
+    assert status == 200, body
+    assert body["keyPair"]["PrivateKey"].startswith("-----BEGIN PRIVATE KEY-----")
+    assert "ASN1 OID: prime256v1" in _key_text(body["keyPair"]["PrivateKey"])
     status, _, body = aws.signed(drover, "POST", "/keys-and-certificate?keyAlgorithm=DSA")
-    assert status == 400 and "keyAlgorithm" in body["message"]
+    assert status == 400 and body["message"] == "keyAlgorithm must be RSA_2048 or EC_prime256v1, not 'DSA'"
+
+
+def test_default_key_algorithm_is_configurable(drover_factory):
+    srv = drover_factory(DROVER_CA_DEFAULT_KEY_ALGORITHM="EC_prime256v1")
+    keys = aws.iot(srv).create_keys_and_certificate(setAsActive=True)
+    assert keys["keyPair"]["PrivateKey"].startswith("-----BEGIN PRIVATE KEY-----")
+    assert "ASN1 OID: prime256v1" in _key_text(keys["keyPair"]["PrivateKey"])
+
+
+def test_bad_default_key_algorithm_stops_the_start(tmp_path):
+    import subprocess
+    import conftest as e2e
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DROVER_")}
+    env["DROVER_CA_DEFAULT_KEY_ALGORITHM"] = "RSA_1024"
+    result = subprocess.run([str(e2e.drover_bin()), "serve", "--data-dir", str(tmp_path / "data"), "--mqtt-port", "0",
+                             "--mqtts-port", "0", "--http-port", "0", "--https-port", "0"],
+                            env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "ca.default_key_algorithm must be RSA_2048 or EC_prime256v1, not 'RSA_1024'" in result.stdout + result.stderr
 
 
 def test_access_key_named_in_the_configuration(drover_factory, tmp_path):

@@ -5,7 +5,7 @@
 /// or read back with ``init(storageBytes:)``, which checks them:
 /// - `desired` and `reported` are nil or non-empty objects: AWS removes a section that an update
 ///   empties or sets to `null`.
-/// - No stored value is `null`, and no object outside an array is empty.
+/// - No stored value is `null`. An empty object is a value (only a `null` removes a member).
 /// - The metadata mirrors the state leaf for leaf (see ``ShadowMetadata``).
 /// - `version` starts at 1 for a new shadow (or follows a recently deleted one) and grows by one
 ///   with every accepted update.
@@ -86,7 +86,8 @@ extension ShadowDocument {
 
     /// Reads back what ``storageBytes`` wrote; nil for anything that is not such a document or
     /// that breaks one of the invariants (metadata that does not mirror the state, a `null`, an
-    /// empty section), so a damaged row is noticed rather than served.
+    /// empty section), so a damaged row is noticed rather than served. Rows written before empty
+    /// objects were kept hold none, so they read back the same.
     public init?(storageBytes: some Collection<UInt8>) {
         guard case .success(let json) = JSONValue.parse(storageBytes, limits: JSONParseLimits(maximumBytes: .max)),
             let root = json.objectValue,

@@ -2,7 +2,7 @@
 ///
 /// The tree mirrors the state it describes: an object has the same keys, an array has one entry
 /// per element (AWS's own captured responses give `"ColorRGB": [{"timestamp": N}, ...]` for a
-/// three-element array), and every other value, `null` included, is a leaf
+/// three-element array), and every other value, `null` and the empty object included, is a leaf
 /// `{"timestamp": N}` in epoch seconds. Keeping the tree typed rather than as JSON avoids the
 /// ambiguity of a state key that is itself called `timestamp`.
 public indirect enum ShadowMetadata: Hashable, Sendable {
@@ -13,7 +13,7 @@ public indirect enum ShadowMetadata: Hashable, Sendable {
     /// The metadata of `value` written at `time`: every leaf gets `time`.
     public init(for value: JSONValue, at time: Int64) {
         switch value {
-        case .object(let members):
+        case .object(let members) where !members.isEmpty:
             self = .object(members.mapValues { ShadowMetadata(for: $0, at: time) })
         case .array(let elements):
             self = .array(elements.map { ShadowMetadata(for: $0, at: time) })
@@ -40,7 +40,7 @@ public indirect enum ShadowMetadata: Hashable, Sendable {
     /// `value` exactly, so a document restored from storage keeps the invariant.
     init?(json: JSONValue, mirroring value: JSONValue) {
         switch (value, json) {
-        case (.object(let members), .object(let metadata)):
+        case (.object(let members), .object(let metadata)) where !members.isEmpty:
             guard let mirrored = Self.members(json: metadata, mirroring: members) else { return nil }
             self = .object(mirrored)
         case (.array(let elements), .array(let metadata)):
@@ -52,7 +52,9 @@ public indirect enum ShadowMetadata: Hashable, Sendable {
                 mirrored.append(one)
             }
             self = .array(mirrored)
-        case (.object, _), (.array, _):
+        case (.object(let members), _) where !members.isEmpty:
+            return nil
+        case (.array, _):
             return nil
         default:
             guard case .object(let leaf) = json, leaf.count == 1, let time = leaf["timestamp"]?.numberValue?.int64Value

@@ -1,8 +1,9 @@
 /// One section of a shadow, `desired` or `reported`, with its metadata.
 ///
-/// Invariants: `metadata` mirrors `values` (same keys, same shape); no value is `null`; no
-/// object outside an array is empty, since an update that empties an object removes it. A
-/// section that would be empty is not kept at all (the document holds nil).
+/// Invariants: `metadata` mirrors `values` (same keys, same shape; an empty object's metadata is
+/// a leaf timestamp); no value is `null`. An empty object is a value like any other, as on AWS:
+/// only a `null` removes a member. A section that would be empty is not kept at all (the
+/// document holds nil).
 struct ShadowSection: Hashable, Sendable {
     var values: [String: JSONValue]
     var metadata: [String: ShadowMetadata]
@@ -20,9 +21,10 @@ struct ShadowSection: Hashable, Sendable {
     var isEmpty: Bool { values.isEmpty }
 
     /// Applies a request's section to this one, as AWS describes: members of `patch` that are
-    /// objects merge into objects recursively, `null` removes the member, and any other value
-    /// (arrays included) replaces the member whole. What a patch writes gets the time `time`;
-    /// untouched members keep their timestamps.
+    /// objects merge into objects recursively (into `{}` when the member was missing or not an
+    /// object), `null` removes the member, and any other value (arrays included) replaces the
+    /// member whole. An object left empty stays, as `{}`. What a patch writes gets the time
+    /// `time`; untouched members keep their timestamps.
     mutating func merge(_ patch: [String: JSONValue], at time: Int64) {
         Self.merge(patch, into: &values, metadata: &metadata, at: time)
     }
@@ -49,10 +51,8 @@ struct ShadowSection: Hashable, Sendable {
                     nestedMetadata = entries
                 }
                 merge(nested, into: &nestedValues, metadata: &nestedMetadata, at: time)
-                if !nestedValues.isEmpty {
-                    values[key] = .object(nestedValues)
-                    metadata[key] = .object(nestedMetadata)
-                }
+                values[key] = .object(nestedValues)
+                metadata[key] = nestedValues.isEmpty ? .timestamp(time) : .object(nestedMetadata)
             default:
                 values[key] = change
                 metadata[key] = ShadowMetadata(for: change, at: time)

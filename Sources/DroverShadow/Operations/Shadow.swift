@@ -175,13 +175,13 @@ public enum Shadow {
         return result
     }
 
-    /// Whether a section could be stored: no `null` anywhere, and no empty object outside an
-    /// array (see ``ShadowDocument``'s invariants).
+    /// Whether a section could be stored: no `null` anywhere (see ``ShadowDocument``'s
+    /// invariants).
     static func isStorable(_ members: [String: JSONValue]) -> Bool {
         members.values.allSatisfy { value in
             switch value {
             case .null: false
-            case .object(let nested): !nested.isEmpty && isStorable(nested)
+            case .object(let nested): isStorable(nested)
             case .array: !value.hasNullInArray(insideArray: false)
             default: true
             }

@@ -14,6 +14,9 @@ struct ShadowUpdateRequest: Hashable, Sendable {
     var reported: SectionChange
     var clientToken: String?
     var version: Int?
+    /// `"state": null`: both sections go, and AWS answers `"state": null` with only a
+    /// timestamp in `metadata`.
+    var clearsState = false
 
     /// Checks a request in the order its problems are reported: size, encoding, JSON syntax,
     /// nesting, then the client token (so later refusals can echo it), the version, and the
@@ -46,7 +49,8 @@ struct ShadowUpdateRequest: Hashable, Sendable {
             return .failure(.missingState(clientToken: clientToken, timestamp: now))
         case .null?:
             // AWS: "Setting the device's shadow state to null does not delete the shadow."
-            return .success(Self(desired: .remove, reported: .remove, clientToken: clientToken, version: version))
+            return .success(
+                Self(desired: .remove, reported: .remove, clientToken: clientToken, version: version, clearsState: true))
         case .object(let state)?:
             if let invalid = JSONValue.sortedKeys(state).first(where: { $0 != "desired" && $0 != "reported" }) {
                 return .failure(.invalidStateNode(invalid, clientToken: clientToken, timestamp: now))
@@ -92,6 +96,7 @@ struct ShadowUpdateRequest: Hashable, Sendable {
     /// The request's `state`, as `/update/accepted` echoes it: the sections it named, `null`s
     /// included.
     var echoedState: JSONValue {
+        if clearsState { return .null }
         var state: [String: JSONValue] = [:]
         for (name, change) in [("desired", desired), ("reported", reported)] {
             switch change {
@@ -104,8 +109,10 @@ struct ShadowUpdateRequest: Hashable, Sendable {
     }
 
     /// The metadata of what the request wrote: a timestamp for every leaf it named (a `null`
-    /// that removed a member included). A removed section has none.
+    /// that removed a member included). A removed section has none; `"state": null` has only
+    /// the time of the update.
     func echoedMetadata(at time: Int64) -> JSONValue {
+        if clearsState { return .object(["timestamp": .number(JSONNumber(time))]) }
         var metadata: [String: JSONValue] = [:]
         for (name, change) in [("desired", desired), ("reported", reported)] {
             if case .merge(let members) = change {
