@@ -344,7 +344,8 @@ extension ControlPlane {
     }
 
     func attachThingPrincipal(_ call: Call) async throws -> Response {
-        try await registry.attachThingPrincipal(call.caller, thing: try call.parameter("thingName"), principal: try principalHeader(call))
+        try await registry.attachThingPrincipal(call.caller, thing: try call.parameter("thingName"), principal: try principalHeader(call),
+                                                exclusive: try Self.exclusive(call))
         return Self.empty()
     }
 

@@ -12,6 +12,7 @@ extension ControlPlane {
     struct CreateGroupInput: Decodable {
         var parentGroupName: String?
         var thingGroupProperties: ThingGroupProperties?
+        var tags: [Tag]?
     }
 
     struct CreateGroupOutput: Encodable {
@@ -27,7 +28,7 @@ extension ControlPlane {
         let group = try await registry.createThingGroup(
             call.caller, name: try call.parameter("thingGroupName"), parent: input.parentGroupName,
             description: input.thingGroupProperties?.thingGroupDescription,
-            attributes: input.thingGroupProperties?.attributePayload?.attributes ?? [:])
+            attributes: input.thingGroupProperties?.attributePayload?.attributes ?? [:], tags: try Self.tags(input.tags))
         return Self.json(CreateGroupOutput(thingGroupName: group.name, thingGroupArn: groupArn(call.caller, group.name), thingGroupId: group.id))
     }
 

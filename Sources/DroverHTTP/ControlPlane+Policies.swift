@@ -7,6 +7,7 @@ import Hummingbird
 extension ControlPlane {
     struct PolicyInput: Decodable {
         var policyDocument: String
+        var tags: [Tag]?
     }
 
     struct CreatePolicyOutput: Encodable {
@@ -20,7 +21,8 @@ extension ControlPlane {
 
     func createPolicy(_ call: Call) async throws -> Response {
         let input = try call.decode(PolicyInput.self)
-        let policy = try await registry.createPolicy(call.caller, name: try call.parameter("policyName"), document: input.policyDocument)
+        let policy = try await registry.createPolicy(call.caller, name: try call.parameter("policyName"), document: input.policyDocument,
+                                                     tags: try Self.tags(input.tags))
         return Self.json(CreatePolicyOutput(policyName: policy.name, policyArn: policyArn(call.caller, policy.name),
                                             policyDocument: policy.defaultDocument, policyVersionId: "1"))
     }

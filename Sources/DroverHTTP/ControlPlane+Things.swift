@@ -30,20 +30,21 @@ extension ControlPlane {
         var thingTypeName: String?
         var attributes: [String: String]
         var version: Int64
+        var billingGroupName: String?
     }
 
     func thingOutput(_ thing: Thing, _ caller: Caller, full: Bool) -> ThingOutput {
         ThingOutput(defaultClientId: full ? thing.name : nil, thingName: thing.name, thingId: full ? thing.id : nil,
                     thingArn: registry.arn(caller.region, "thing/\(thing.name)"), thingTypeName: thing.typeName,
-                    attributes: thing.attributes, version: thing.version)
+                    attributes: thing.attributes, version: thing.version, billingGroupName: full ? thing.billingGroupName : nil)
     }
 
     func createThing(_ call: Call) async throws -> Response {
         let name = try call.parameter("thingName")
         let input = try call.decode(CreateThingInput.self)
-        if input.billingGroupName != nil { throw RegistryError(.invalidRequest, "billing groups are not supported by Drover") }
         let thing = try await registry.createThing(
-            call.caller, name: name, typeName: input.thingTypeName, attributes: input.attributePayload?.attributes ?? [:])
+            call.caller, name: name, typeName: input.thingTypeName, attributes: input.attributePayload?.attributes ?? [:],
+            billingGroupName: input.billingGroupName)
         return Self.json(CreateThingOutput(thingName: thing.name, thingArn: registry.arn(call.caller.region, "thing/\(thing.name)"),
                                            thingId: thing.id))
     }
@@ -102,6 +103,7 @@ extension ControlPlane {
 
     struct CreateThingTypeInput: Decodable {
         var thingTypeProperties: ThingTypeProperties?
+        var tags: [Tag]?
     }
 
     struct CreateThingTypeOutput: Encodable {
@@ -138,7 +140,7 @@ extension ControlPlane {
         let type = try await registry.createThingType(
             call.caller, name: try call.parameter("thingTypeName"),
             description: input.thingTypeProperties?.thingTypeDescription,
-            searchableAttributes: input.thingTypeProperties?.searchableAttributes ?? [])
+            searchableAttributes: input.thingTypeProperties?.searchableAttributes ?? [], tags: try Self.tags(input.tags))
         return Self.json(CreateThingTypeOutput(thingTypeName: type.name, thingTypeArn: registry.arn(call.caller.region, "thingtype/\(type.name)"),
                                                thingTypeId: type.id))
     }

@@ -161,6 +161,7 @@ public struct ControlPlane: Sendable {
         route(router, .get, "/drover/access-keys", "ListAccessKeys", listAccessKeys)
         route(router, .post, "/drover/access-keys", "CreateAccessKey", createAccessKey)
         route(router, .delete, "/drover/access-keys/:accessKeyId", "RevokeAccessKey", revokeAccessKey)
+        registerBillingGroupsAndTags(on: router)
         registerConfig(on: router)
     }
 
@@ -225,6 +226,7 @@ public struct ControlPlane: Sendable {
         if let name = value("thingName") { return prefix + "thing/" + name }
         if let name = value("thingGroupName") { return prefix + "thinggroup/" + name }
         if let name = value("thingTypeName") { return prefix + "thingtype/" + name }
+        if let name = value("billingGroupName") { return prefix + "billinggroup/" + name }
         if let name = value("policyName") { return prefix + "policy/" + name }
         if let id = value("certificateId") { return prefix + "cert/" + id }
         if let id = value("caCertificateId") { return prefix + "cacert/" + id }

@@ -187,6 +187,7 @@ extension Registry {
             }
             state.caCertificates[id] = nil
             changes.append(Self.removal(Kind.caCertificate, id))
+            Self.dropTags(of: "cacert/\(id)", &state, &changes)
         }
     }
 }

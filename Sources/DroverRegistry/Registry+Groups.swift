@@ -4,7 +4,7 @@ extension Registry {
     // MARK: Thing groups
 
     public func createThingGroup(_ caller: Caller, name: String, parent: String?, description: String?,
-                                 attributes: [String: String]) async throws -> ThingGroup {
+                                 attributes: [String: String], tags: [String: String] = [:]) async throws -> ThingGroup {
         try Self.checkName(name, "thing group name")
         try Self.checkAttributes(attributes)
         return try await mutate(caller, "CreateThingGroup", "thinggroup/\(name)") { state, changes in
@@ -26,6 +26,7 @@ extension Registry {
                                    parent: parent, version: 1, createdAt: Date().timeIntervalSince1970)
             state.thingGroups[name] = group
             changes.append(Self.record(Kind.thingGroup, name, group))
+            Self.putTags(tags, on: "thinggroup/\(name)", &state, &changes)
             return group
         }
     }
@@ -71,6 +72,7 @@ extension Registry {
             }
             state.thingGroups[name] = nil
             changes.append(Self.removal(Kind.thingGroup, name))
+            Self.dropTags(of: "thinggroup/\(name)", &state, &changes)
             if state.groupMembers.removeValue(forKey: name) != nil { changes.append(Self.removal(Kind.groupMembers, name)) }
             for (policy, targets) in state.policyTargets where targets.contains("thinggroup/\(name)") {
                 state.policyTargets[policy]?.remove("thinggroup/\(name)")

@@ -27,7 +27,7 @@ extension Registry {
 
     // MARK: Policies
 
-    public func createPolicy(_ caller: Caller, name: String, document: String) async throws -> PolicyRecord {
+    public func createPolicy(_ caller: Caller, name: String, document: String, tags: [String: String] = [:]) async throws -> PolicyRecord {
         try Self.checkPolicyName(name)
         let parsed = try Self.parse(document)
         return try await mutate(caller, "CreatePolicy", "policy/\(name)") { state, changes in
@@ -41,6 +41,7 @@ extension Registry {
             state.policies[name] = policy
             state.parsedPolicies[name] = parsed
             changes.append(Self.record(Kind.policy, name, policy))
+            Self.putTags(tags, on: "policy/\(name)", &state, &changes)
             return policy
         }
     }
@@ -70,6 +71,7 @@ extension Registry {
             state.policies[name] = nil
             state.parsedPolicies[name] = nil
             changes.append(Self.removal(Kind.policy, name))
+            Self.dropTags(of: "policy/\(name)", &state, &changes)
             changes.append(Self.removal(Kind.policyTargets, name))
         }
     }
@@ -190,13 +192,27 @@ extension Registry {
         return (state.policyTargets[name] ?? []).sorted()
     }
 
-    public func attachThingPrincipal(_ caller: Caller, thing: String, principal: String) async throws {
+    /// `exclusive` is AWS's EXCLUSIVE_THING: the certificate may then be attached to no other
+    /// thing, and a certificate attached exclusively elsewhere cannot be attached here.
+    public func attachThingPrincipal(_ caller: Caller, thing: String, principal: String, exclusive: Bool = false) async throws {
         let id = try Self.certificateTarget(principal)
         try await mutate(caller, "AttachThingPrincipal", thing) { state, changes in
             guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
             guard state.certificates[id] != nil else { throw RegistryError.notFound("certificate", id) }
+            let others = state.things(ofCertificate: id).filter { $0 != thing }
+            if let holder = others.first(where: { state.exclusivePrincipals[$0]?.contains(id) == true }) {
+                throw RegistryError.invalid("certificate \(id) is attached to thing \(holder) as EXCLUSIVE_THING; detach it there first")
+            }
+            if exclusive, let other = others.first {
+                throw RegistryError.invalid("certificate \(id) is attached to thing \(other); an EXCLUSIVE_THING principal has only one thing")
+            }
             state.thingPrincipals[thing, default: []].insert(id)
             changes.append(Self.record(Kind.thingPrincipals, thing, state.thingPrincipals[thing] ?? []))
+            let wasExclusive = state.exclusivePrincipals[thing]?.contains(id) == true
+            if exclusive != wasExclusive {
+                if exclusive { state.exclusivePrincipals[thing, default: []].insert(id) } else { state.exclusivePrincipals[thing]?.remove(id) }
+                changes.append(Self.record(Kind.exclusivePrincipals, thing, state.exclusivePrincipals[thing] ?? []))
+            }
         }
     }
 
@@ -208,6 +224,9 @@ extension Registry {
                 throw RegistryError.notFound("attachment of certificate \(id) to thing", thing)
             }
             changes.append(Self.record(Kind.thingPrincipals, thing, state.thingPrincipals[thing] ?? []))
+            if state.exclusivePrincipals[thing]?.remove(id) != nil {
+                changes.append(Self.record(Kind.exclusivePrincipals, thing, state.exclusivePrincipals[thing] ?? []))
+            }
         }
     }
 
@@ -217,6 +236,13 @@ extension Registry {
             throw RegistryError(.notFound, "Failed to list principals for thing \(thing) because the thing does not exist in your account")
         }
         return (state.thingPrincipals[thing] ?? []).sorted()
+    }
+
+    /// The certificates attached to a thing, each with whether it is attached exclusively.
+    public func thingPrincipalObjects(_ thing: String) throws -> [(id: String, exclusive: Bool)] {
+        let state = snapshot
+        let ids = try thingPrincipals(thing)
+        return ids.map { ($0, state.exclusivePrincipals[thing]?.contains($0) == true) }
     }
 
     public func principalThings(_ principal: String) throws -> [String] {

@@ -54,10 +54,14 @@ extension Registry {
 
     // MARK: Things
 
-    public func createThing(_ caller: Caller, name: String, typeName: String?, attributes: [String: String]) async throws -> Thing {
+    public func createThing(_ caller: Caller, name: String, typeName: String?, attributes: [String: String],
+                            billingGroupName: String? = nil) async throws -> Thing {
         try Self.checkName(name, "thing name")
         try Self.checkAttributes(attributes)
         return try await mutate(caller, "CreateThing", name) { state, changes in
+            if let billingGroupName, state.billingGroups[billingGroupName] == nil {
+                throw RegistryError.notFound("billing group", billingGroupName)
+            }
             if let typeName {
                 guard let type = state.thingTypes[typeName] else { throw RegistryError.notFound("thing type", typeName) }
                 guard !type.deprecated else {
@@ -66,14 +70,17 @@ extension Registry {
             }
             if let existing = state.things[name] {
                 // AWS answers an identical create with the existing thing.
-                guard existing.typeName == typeName && existing.attributes == attributes else {
+                guard existing.typeName == typeName && existing.attributes == attributes
+                    && (billingGroupName == nil || existing.billingGroupName == billingGroupName)
+                else {
                     throw RegistryError(.alreadyExists, "Thing \(name) already exists in current account with different properties",
                                         resourceId: existing.id, resourceArn: self.arn(caller.region, "thing/\(name)"))
                 }
                 return existing
             }
-            let thing = Thing(name: name, id: UUID().uuidString.lowercased(), typeName: typeName, attributes: attributes,
+            var thing = Thing(name: name, id: UUID().uuidString.lowercased(), typeName: typeName, attributes: attributes,
                               version: 1, createdAt: Date().timeIntervalSince1970)
+            if let billingGroupName { Self.move(&thing, toBillingGroup: billingGroupName, &state) }
             state.things[name] = thing
             changes.append(Self.record(Kind.thing, name, thing))
             return thing
@@ -131,6 +138,9 @@ extension Registry {
             }
             state.things[name] = nil
             changes.append(Self.removal(Kind.thing, name))
+            if let billing = thing.billingGroupName { state.billingGroupMembers[billing]?.remove(name) }
+            if state.exclusivePrincipals.removeValue(forKey: name) != nil { changes.append(Self.removal(Kind.exclusivePrincipals, name)) }
+            Self.dropTags(of: "thing/\(name)", &state, &changes)
             for (group, members) in state.groupMembers where members.contains(name) {
                 state.groupMembers[group]?.remove(name)
                 changes.append(Self.record(Kind.groupMembers, group, state.groupMembers[group] ?? []))
@@ -172,7 +182,8 @@ extension Registry {
 
     // MARK: Thing types
 
-    public func createThingType(_ caller: Caller, name: String, description: String?, searchableAttributes: [String]) async throws -> ThingType {
+    public func createThingType(_ caller: Caller, name: String, description: String?, searchableAttributes: [String],
+                                tags: [String: String] = [:]) async throws -> ThingType {
         try Self.checkName(name, "thing type name")
         guard searchableAttributes.count <= 3 else { throw RegistryError.invalid("a thing type has at most 3 searchable attributes") }
         if let description, description.count > 2028 { throw RegistryError.invalid("thingTypeDescription is longer than 2028 characters") }
@@ -186,6 +197,7 @@ extension Registry {
                                  createdAt: Date().timeIntervalSince1970)
             state.thingTypes[name] = type
             changes.append(Self.record(Kind.thingType, name, type))
+            Self.putTags(tags, on: "thingtype/\(name)", &state, &changes)
             return type
         }
     }
@@ -224,6 +236,7 @@ extension Registry {
             }
             state.thingTypes[name] = nil
             changes.append(Self.removal(Kind.thingType, name))
+            Self.dropTags(of: "thingtype/\(name)", &state, &changes)
         }
     }
 

@@ -20,6 +20,14 @@ public struct RegistryState: Sendable {
     public var thingGroups: [String: ThingGroup] = [:]
     /// Group name → names of the things in it (directly).
     public var groupMembers: [String: Set<String>] = [:]
+    public var billingGroups: [String: BillingGroup] = [:]
+    /// Billing group name → its things; derived from `Thing.billingGroupName` (not stored).
+    public var billingGroupMembers: [String: Set<String>] = [:]
+    /// Thing name → the certificates attached to it as EXCLUSIVE_THING (the others are
+    /// NON_EXCLUSIVE_THING).
+    public var exclusivePrincipals: [String: Set<String>] = [:]
+    /// Resource ("thing/NAME", "policy/NAME", ...: the ARN's resource part) → its tags.
+    public var tags: [String: [String: String]] = [:]
 
     public init() {}
 
@@ -238,6 +246,11 @@ public final class Registry: @unchecked Sendable {
         public static let thingGroup = "thing-group"
         /// Key: group name; value: the names of its things.
         public static let groupMembers = "group-members"
+        public static let billingGroup = "billing-group"
+        /// Key: thing name; value: the certificate ids attached exclusively.
+        public static let exclusivePrincipals = "exclusive-principals"
+        /// Key: the resource ("thing/NAME"); value: its tags.
+        public static let tags = "tags"
     }
 
     static func record(_ kind: String, _ key: String, _ value: some Encodable) -> RegistryRecordChange {
@@ -271,6 +284,12 @@ public final class Registry: @unchecked Sendable {
         state.policyTargets = try all(Kind.policyTargets, Set<String>.self).filter { !$0.value.isEmpty }
         state.thingGroups = try all(Kind.thingGroup, ThingGroup.self)
         state.groupMembers = try all(Kind.groupMembers, Set<String>.self).filter { !$0.value.isEmpty }
+        state.billingGroups = try all(Kind.billingGroup, BillingGroup.self)
+        for thing in state.things.values {
+            if let group = thing.billingGroupName { state.billingGroupMembers[group, default: []].insert(thing.name) }
+        }
+        state.exclusivePrincipals = try all(Kind.exclusivePrincipals, Set<String>.self).filter { !$0.value.isEmpty }
+        state.tags = try all(Kind.tags, [String: String].self).filter { !$0.value.isEmpty }
         return state
     }
 

@@ -9,6 +9,17 @@ public struct Thing: Codable, Sendable, Hashable {
     /// Starts at 1 and goes up by one with every update (AWS's `version`).
     public var version: Int64
     public var createdAt: Double
+    /// The billing group the thing is in; a thing is in at most one.
+    public var billingGroupName: String?
+}
+
+/// A billing group (AWS's): a flat set of things, each in at most one billing group.
+public struct BillingGroup: Codable, Sendable, Hashable {
+    public var name: String
+    public var id: String
+    public var description: String?
+    public var version: Int64
+    public var createdAt: Double
 }
 
 public struct ThingType: Codable, Sendable, Hashable {

@@ -676,3 +676,78 @@ def test_aws_iot_device_sdk_shadow_client(tls_server, tmp_path):
             future.result(10)
     finally:
         connection.disconnect().result(10)
+
+
+def test_aws_iot_device_sdk_empty_objects_and_null_state(tls_server, tmp_path):
+    """AWS's shadow semantics through the v2 SDK: {} is a value that reaches the delta, and
+    "state": null clears the shadow with "state": null and a metadata timestamp in the answer."""
+    from awscrt import mqtt as crt_mqtt
+    from awsiot import iotshadow, mqtt_connection_builder
+
+    iot = aws.iot(tls_server)
+    policy = "shadow_empty_" + uid("p")[-6:]
+    iot.create_policy(policyName=policy, policyDocument=shadow_policy())
+    dev = provision(tls_server, tmp_path, policy=policy)
+    thing = dev.thing
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost", port=tls_server.mqtts_port, cert_filepath=str(dev.cert), pri_key_filepath=str(dev.key),
+        ca_filepath=str(dev.ca), client_id=thing, clean_session=True, keep_alive_secs=30)
+    connection.connect().result(10)
+    shadow = iotshadow.IotShadowClient(connection)
+    qos = crt_mqtt.QoS.AT_LEAST_ONCE
+    events: dict[str, list] = {"delta": [], "raw": []}
+    cond = threading.Condition()
+
+    def recorder(key):
+        def record(response):
+            with cond:
+                events[key].append(response)
+                cond.notify_all()
+        return record
+
+    def raw_recorder(topic, payload, **kwargs):
+        with cond:
+            events["raw"].append(payload)
+            cond.notify_all()
+
+    def wait_for(key, n, timeout=5):
+        with cond:
+            assert cond.wait_for(lambda: len(events[key]) >= n, timeout), f"no {key} event: {events}"
+            return events[key][n - 1]
+
+    try:
+        shadow.subscribe_to_shadow_delta_updated_events(
+            iotshadow.ShadowDeltaUpdatedSubscriptionRequest(thing_name=thing), qos, recorder("delta"))[0].result(10)
+        # One subscription to /update/accepted (a second one on the same filter would replace the
+        # SDK's callback); its payloads are read with the SDK's own model.
+        connection.subscribe(f"$aws/things/{thing}/shadow/update/accepted", qos, raw_recorder)[0].result(10)
+
+        def accepted_n(n):
+            return iotshadow.UpdateShadowResponse.from_payload(json.loads(wait_for("raw", n)))
+
+        shadow.publish_update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(desired={"d": {}, "p": {"c": 3}}), client_token="e1"), qos).result(10)
+        accepted = accepted_n(1)
+        assert accepted.state.desired == {"d": {}, "p": {"c": 3}}
+        delta = wait_for("delta", 1)
+        assert delta.state == {"d": {}, "p": {"c": 3}}
+
+        # {} over a value leaves {}, and the parent stays.
+        shadow.publish_update_shadow(iotshadow.UpdateShadowRequest(
+            thing_name=thing, state=iotshadow.ShadowState(desired={"p": {"c": {}}}), client_token="e2"), qos).result(10)
+        accepted_n(2)
+        stored = json.loads(aws.iot_data(tls_server).get_thing_shadow(thingName=thing)["payload"].read())
+        assert stored["state"]["desired"] == {"d": {}, "p": {"c": {}}}
+        assert stored["state"]["delta"] == {"d": {}, "p": {"c": {}}}
+
+        # "state": null: the SDK cannot send it through its model, so publish it as AWS's docs show.
+        connection.publish(f"$aws/things/{thing}/shadow/update", json.dumps({"state": None, "clientToken": "n1"}), qos)[0].result(10)
+        raw = json.loads(wait_for("raw", 3))
+        assert raw["state"] is None and raw["clientToken"] == "n1"
+        assert set(raw["metadata"]) == {"timestamp"} and raw["version"] == 3
+        cleared = accepted_n(3)
+        assert cleared.version == 3 and cleared.state is None
+        got = json.loads(aws.iot_data(tls_server).get_thing_shadow(thingName=thing)["payload"].read())
+        assert got["state"] == {} and got["version"] == 3
+    finally:
+        connection.disconnect().result(10)
