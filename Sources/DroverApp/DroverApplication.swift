@@ -156,6 +156,17 @@ public struct DroverApplication: Sendable {
                                      allowAnonymous: false),
                 group: eventLoopGroup, logger: logger, tls: tls))
         }
+        if configuration.credentials.port != 0 {
+            let tls = try Self.serverTLS(authority: authority, hostNames: configuration.serverNames) { leaf, _ in
+                access.verifyClientCertificate(leaf)
+            }
+            services.append(CredentialsListener(
+                host: configuration.credentials.bind, port: configuration.credentials.port, tls: tls, group: eventLoopGroup,
+                logger: logger
+            ) { certificate, path, thingName in
+                await controlPlane.credentials(certificateDER: certificate, path: path, thingName: thingName)
+            })
+        }
         // One cap on connections for both HTTP listeners.
         let httpGate = HTTPConnectionGate(limit: configuration.httpLimits.maxConnections)
         // Plain HTTP (loopback, for local tools) and HTTPS serve the same routes, under one cap.

@@ -25,6 +25,8 @@ public struct DroverConfiguration: Sendable, Hashable {
     public var http = Listener(bind: "127.0.0.1", port: 8080, allowAnonymous: nil)
     /// HTTPS: the API, metrics and MQTT over secure WebSocket, for everyone else.
     public var https = Listener(bind: "0.0.0.0", port: 8443, allowAnonymous: false)
+    /// The credentials provider (mutual TLS): devices trade their certificate for temporary keys.
+    public var credentials = Listener(bind: "0.0.0.0", port: 8444, allowAnonymous: false)
     /// The HTTPS server's certificate chain and key (PEM files); nil: issued by the CA at start.
     public var httpsCertificateFile: String?
     public var httpsPrivateKeyFile: String?
@@ -201,6 +203,8 @@ public struct DroverConfiguration: Sendable, Hashable {
         "mqtts.port": { $0.mqtts.port = try port($1, "mqtts.port") },
         "https.bind": { $0.https.bind = $1 },
         "https.port": { $0.https.port = try port($1, "https.port") },
+        "credentials.bind": { $0.credentials.bind = $1 },
+        "credentials.port": { $0.credentials.port = try port($1, "credentials.port") },
         "https.certificate_file": { $0.httpsCertificateFile = $1 },
         "https.private_key_file": { $0.httpsPrivateKeyFile = $1 },
         "http.header_timeout": { $0.httpLimits.headerTimeout = .seconds(Int64(try int($1, "http.header_timeout", 1...3600))) },

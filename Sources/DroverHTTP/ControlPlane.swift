@@ -162,6 +162,7 @@ public struct ControlPlane: Sendable {
         route(router, .post, "/drover/access-keys", "CreateAccessKey", createAccessKey)
         route(router, .delete, "/drover/access-keys/:accessKeyId", "RevokeAccessKey", revokeAccessKey)
         registerBillingGroupsAndTags(on: router)
+        registerRoleAliases(on: router)
         registerConfig(on: router)
     }
 
@@ -227,6 +228,7 @@ public struct ControlPlane: Sendable {
         if let name = value("thingGroupName") { return prefix + "thinggroup/" + name }
         if let name = value("thingTypeName") { return prefix + "thingtype/" + name }
         if let name = value("billingGroupName") { return prefix + "billinggroup/" + name }
+        if let name = value("roleAlias") { return prefix + "rolealias/" + name }
         if let name = value("policyName") { return prefix + "policy/" + name }
         if let id = value("certificateId") { return prefix + "cert/" + id }
         if let id = value("caCertificateId") { return prefix + "cacert/" + id }
@@ -274,6 +276,11 @@ public struct ControlPlane: Sendable {
         case .signed(let value): signed = value
         }
         if case .refused(let code, let message) = signed.verifyBeforeBody() { return refused(code, message) }
+        // Temporary keys work only with their session token, as AWS's do.
+        if let token = registry.accessKey(signed.accessKeyId)?.sessionToken,
+           !headers.contains(where: { $0.0 == "x-amz-security-token" && $0.1 == token }) {
+            return refused("InvalidClientTokenId", "the security token included in the request is invalid")
+        }
         // The key's policy, before the body is read when the signature already is checked.
         let caller = Caller(principal: signed.accessKeyId, region: signed.region)
         let resource = resourceARN(context, path: path, region: signed.region)

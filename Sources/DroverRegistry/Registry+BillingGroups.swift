@@ -155,6 +155,7 @@ extension Registry {
         case "billinggroup": exists = state.billingGroups[name] != nil
         case "policy": exists = state.policies[name] != nil
         case "cacert": exists = state.caCertificates[name] != nil
+        case "rolealias": exists = state.roleAliases[name] != nil
         default: throw RegistryError.invalid("resources of type '\(type.prefix(64))' cannot be tagged")
         }
         guard exists else { throw RegistryError(.notFound, "\(arn.prefix(256)) does not exist") }

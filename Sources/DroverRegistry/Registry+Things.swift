@@ -245,6 +245,7 @@ extension Registry {
     /// The active key with this id, for checking a signature.
     public func accessKey(_ id: String) -> AccessKey? {
         guard let key = snapshot.accessKeys[id], key.active else { return nil }
+        if let expiresAt = key.expiresAt, expiresAt <= Date().timeIntervalSince1970 { return nil }
         return key
     }
 
@@ -265,8 +266,9 @@ extension Registry {
         }
     }
 
+    /// The long-lived keys; temporary ones (from the credentials provider) are not listed.
     public func listAccessKeys() -> [AccessKey] {
-        snapshot.accessKeys.values.sorted { $0.createdAt < $1.createdAt }
+        snapshot.accessKeys.values.filter { $0.issuedFor == nil }.sorted { $0.createdAt < $1.createdAt }
     }
 
     /// The parsed policy of `key`; nil for a key without one (full rights) and for a policy

@@ -28,6 +28,9 @@ public struct RegistryState: Sendable {
     public var exclusivePrincipals: [String: Set<String>] = [:]
     /// Resource ("thing/NAME", "policy/NAME", ...: the ARN's resource part) → its tags.
     public var tags: [String: [String: String]] = [:]
+    public var roleAliases: [String: RoleAlias] = [:]
+    /// "CERTIFICATE_ID/ROLE_ALIAS" → the temporary key issued for it; derived (not stored).
+    public var temporaryKeys: [String: String] = [:]
 
     public init() {}
 
@@ -251,6 +254,7 @@ public final class Registry: @unchecked Sendable {
         public static let exclusivePrincipals = "exclusive-principals"
         /// Key: the resource ("thing/NAME"); value: its tags.
         public static let tags = "tags"
+        public static let roleAlias = "role-alias"
     }
 
     static func record(_ kind: String, _ key: String, _ value: some Encodable) -> RegistryRecordChange {
@@ -290,6 +294,10 @@ public final class Registry: @unchecked Sendable {
         }
         state.exclusivePrincipals = try all(Kind.exclusivePrincipals, Set<String>.self).filter { !$0.value.isEmpty }
         state.tags = try all(Kind.tags, [String: String].self).filter { !$0.value.isEmpty }
+        state.roleAliases = try all(Kind.roleAlias, RoleAlias.self)
+        for key in state.accessKeys.values where key.active {
+            if let pair = key.issuedFor { state.temporaryKeys[pair] = key.id }
+        }
         return state
     }
 

@@ -22,6 +22,17 @@ public struct BillingGroup: Codable, Sendable, Hashable {
     public var createdAt: Double
 }
 
+/// A role alias (AWS's): the name devices ask the credentials provider for, and the role whose
+/// rights the temporary keys get.
+public struct RoleAlias: Codable, Sendable, Hashable {
+    public var name: String
+    /// `arn:aws:iam::ACCOUNT:role/NAME`, where NAME is one of Drover's ready-made API roles.
+    public var roleArn: String
+    public var credentialDurationSeconds: Int
+    public var createdAt: Double
+    public var modifiedAt: Double
+}
+
 public struct ThingType: Codable, Sendable, Hashable {
     public var name: String
     public var id: String
@@ -44,6 +55,14 @@ public struct AccessKey: Codable, Sendable, Hashable {
     public var policy: String?
     /// The ready-made role the policy came from, if any (`admin`, `operator`, ...).
     public var role: String?
+    /// Temporary keys (from the credentials provider): when the key stops working, epoch seconds.
+    public var expiresAt: Double?
+    /// Temporary keys: the session token that every signed request must carry
+    /// (`X-Amz-Security-Token`), as with AWS's temporary credentials.
+    public var sessionToken: String?
+    /// Temporary keys: "CERTIFICATE_ID/ROLE_ALIAS", the pair they were issued for. A new key
+    /// for the same pair replaces the old one, so a fleet holds one key per device and alias.
+    public var issuedFor: String?
 
     public init(
         id: String, secret: String, name: String, createdAt: Double, active: Bool = true, policy: String? = nil,

@@ -148,6 +148,9 @@ class DroverServer:
         env["DROVER_HTTP_BIND"] = HOST
         env["DROVER_MQTTS_BIND"] = HOST
         env["DROVER_HTTPS_BIND"] = HOST
+        env["DROVER_CREDENTIALS_BIND"] = HOST
+        # The credentials provider only where a test asks for it (on a port of its own).
+        env["DROVER_CREDENTIALS_PORT"] = "0"
         env.update(self.env_extra)
         if self._log is not None:
             self._log.close()

@@ -5,6 +5,7 @@ never leaves the device."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import ssl
@@ -751,3 +752,105 @@ def test_aws_iot_device_sdk_empty_objects_and_null_state(tls_server, tmp_path):
         assert got["state"] == {} and got["version"] == 3
     finally:
         connection.disconnect().result(10)
+
+
+def _fetch_credentials(srv, port: int, alias: str, dev: Device | None, thing: str | None = None) -> tuple[int, dict]:
+    """What a device does (the AWS IoT credentials provider's own call): GET with its certificate."""
+    import http.client
+    context = ssl.create_default_context(cafile=str(Path(srv.data_dir) / "ca.pem"))
+    if dev is not None:
+        context.load_cert_chain(str(dev.cert), str(dev.key))
+    conn = http.client.HTTPSConnection("localhost", port, context=context, timeout=10)
+    try:
+        headers = {"x-amzn-iot-thingname": thing} if thing else {}
+        conn.request("GET", f"/role-aliases/{alias}/credentials", headers=headers)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_role_aliases_and_the_credentials_provider(drover_factory, tmp_path):
+    import boto3
+    from botocore.config import Config
+    import conftest as e2e
+    port = e2e.free_port()
+    srv = drover_factory(DROVER_E2E_TLS="1", DROVER_CREDENTIALS_PORT=str(port))
+    iot = aws.iot(srv)
+    account = "123456789012"
+
+    # The control plane of role aliases.
+    created = iot.create_role_alias(roleAlias="dev-read", roleArn=f"arn:aws:iam::{account}:role/read-only",
+                                    credentialDurationSeconds=900, tags=[{"Key": "k", "Value": "v"}])
+    assert created["roleAliasArn"].endswith(":rolealias/dev-read")
+    described = iot.describe_role_alias(roleAlias="dev-read")["roleAliasDescription"]
+    assert described["roleArn"] == f"arn:aws:iam::{account}:role/read-only" and described["credentialDurationSeconds"] == 900
+    assert described["owner"] == account
+    assert iot.list_tags_for_resource(resourceArn=created["roleAliasArn"])["tags"] == [{"Key": "k", "Value": "v"}]
+    iot.create_role_alias(roleAlias="dev-ops", roleArn=f"arn:aws:iam::{account}:role/operator")
+    assert iot.list_role_aliases()["roleAliases"] == ["dev-ops", "dev-read"]
+    with pytest.raises(iot.exceptions.ResourceAlreadyExistsException):
+        iot.create_role_alias(roleAlias="dev-read", roleArn=f"arn:aws:iam::{account}:role/read-only")
+    with pytest.raises(iot.exceptions.InvalidRequestException) as e:
+        iot.create_role_alias(roleAlias="bad", roleArn=f"arn:aws:iam::{account}:role/SomeIAMRole")
+    assert "one of Drover's API roles" in e.value.response["Error"]["Message"]
+    # boto3 checks the lower bound itself; a raw signed request meets the server's.
+    status, _, body = aws.signed(srv, "POST", "/role-aliases/short", body=json.dumps(
+        {"roleArn": f"arn:aws:iam::{account}:role/read-only", "credentialDurationSeconds": 60}).encode())
+    assert status == 400 and body["message"] == "credentialDurationSeconds must be between 900 and 43200, not 60"
+    iot.update_role_alias(roleAlias="dev-ops", credentialDurationSeconds=1200)
+    assert iot.describe_role_alias(roleAlias="dev-ops")["roleAliasDescription"]["credentialDurationSeconds"] == 1200
+    iot.delete_role_alias(roleAlias="dev-ops")
+    with pytest.raises(iot.exceptions.ResourceNotFoundException):
+        iot.describe_role_alias(roleAlias="dev-ops")
+
+    # A device trades its certificate for temporary keys with the role's rights.
+    dev = provision(srv, tmp_path)
+    status, body = _fetch_credentials(srv, port, "dev-read", dev, thing=dev.thing)
+    assert status == 200, body
+    creds = body["credentials"]
+    assert creds["accessKeyId"].startswith("ASIA") and creds["secretAccessKey"] and creds["sessionToken"]
+    expiration = datetime.datetime.fromisoformat(creds["expiration"].replace("Z", "+00:00"))
+    left = (expiration - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    assert 850 < left <= 900
+
+    def client(token: str | None):
+        return boto3.client("iot", endpoint_url=aws.endpoint(srv), region_name=aws.REGION, verify=aws.ca_file(srv),
+                            aws_access_key_id=creds["accessKeyId"], aws_secret_access_key=creds["secretAccessKey"],
+                            aws_session_token=token, config=Config(retries={"max_attempts": 1}))
+
+    temporary = client(creds["sessionToken"])
+    assert temporary.describe_thing(thingName=dev.thing)["thingName"] == dev.thing
+    with pytest.raises(temporary.exceptions.UnauthorizedException):
+        temporary.create_thing(thingName="not_allowed")  # read-only
+    # Without its session token, or with another, the key does not work.
+    from botocore.exceptions import ClientError
+    for token in (None, "forged"):
+        with pytest.raises(ClientError) as e:
+            client(token).describe_thing(thingName=dev.thing)
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # Temporary keys are not listed with the long-lived ones.
+    status, _, listed = aws.signed(srv, "GET", "/drover/access-keys")
+    assert status == 200 and all(not k["accessKeyId"].startswith("ASIA") for k in listed["accessKeys"])
+
+    # A new fetch replaces the device's previous key for the alias.
+    status, again = _fetch_credentials(srv, port, "dev-read", dev)
+    assert status == 200 and again["credentials"]["accessKeyId"] != creds["accessKeyId"]
+    with pytest.raises(ClientError) as e:
+        temporary.describe_thing(thingName=dev.thing)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+    # Refusals: an unknown alias, a thing not attached to the certificate, no certificate, a
+    # deactivated certificate.
+    status, body = _fetch_credentials(srv, port, "nope", dev)
+    assert status == 404 and "nope" in body["message"]
+    other = uid("other").replace("-", "_")
+    iot.create_thing(thingName=other)
+    status, body = _fetch_credentials(srv, port, "dev-read", dev, thing=other)
+    assert status == 403 and "not attached" in body["message"]
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        _fetch_credentials(srv, port, "dev-read", None)
+    iot.update_certificate(certificateId=dev.cert_id, newStatus="INACTIVE")
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        _fetch_credentials(srv, port, "dev-read", dev)
+    assert srv.alive()
