@@ -89,8 +89,10 @@ extension ControlPlane {
     /// The answer to `GET /role-aliases/{alias}/credentials` on the credentials listener, for a
     /// client whose certificate (DER) the TLS handshake verified: status, body (JSON).
     public func credentials(certificateDER: [UInt8], path: String, thingName: String?) async -> (status: Int, body: [UInt8]) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         func refusal(_ status: Int, _ message: String) -> (Int, [UInt8]) {
-            (status, Array(((try? JSONEncoder().encode(["message": message])) ?? Data()).readableBytes))
+            (status, Array(((try? encoder.encode(["message": message])) ?? Data()).readableBytes))
         }
         let parts = path.split(separator: "?", maxSplits: 1)[0].split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 4, parts[0].isEmpty, parts[1] == "role-aliases", parts[3] == "credentials", !parts[2].isEmpty else {
@@ -111,7 +113,7 @@ extension ControlPlane {
                 accessKeyId: issued.key.id, secretAccessKey: issued.key.secret, sessionToken: issued.key.sessionToken ?? "",
                 expiration: formatter.string(from: issued.expiration))]
             logger.info("temporary credentials issued", metadata: ["certificateId": "\(certificateId)", "roleAlias": "\(alias.clippedForLog)"])
-            return (200, Array(((try? JSONEncoder().encode(answer)) ?? Data()).readableBytes))
+            return (200, Array(((try? encoder.encode(answer)) ?? Data()).readableBytes))
         } catch let error as RegistryError {
             let status = switch error.kind {
             case .notFound: 404
