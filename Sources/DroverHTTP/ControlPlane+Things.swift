@@ -71,11 +71,7 @@ extension ControlPlane {
     }
 
     func deleteThing(_ call: Call) async throws -> Response {
-        var expected: Int64?
-        if let text = call.query("expectedVersion") {
-            guard let value = Int64(text) else { throw RegistryError(.invalidRequest, "expectedVersion must be a number") }
-            expected = value
-        }
+        let expected = try call.expectedVersion()
         try await registry.deleteThing(call.caller, name: try call.parameter("thingName"), expectedVersion: expected)
         return Self.empty()
     }

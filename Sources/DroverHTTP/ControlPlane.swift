@@ -72,6 +72,15 @@ public struct ControlPlane: Sendable {
 
         func query(_ name: String) -> String? { request.uri.queryParameters.get(name) }
 
+        /// The `expectedVersion` query parameter of the Delete operations.
+        func expectedVersion() throws -> Int64? {
+            guard let text = query("expectedVersion") else { return nil }
+            guard let value = Int64(text) else {
+                throw RegistryError(.invalidRequest, "expectedVersion must be a number, not '\(text.prefix(64))'")
+            }
+            return value
+        }
+
         func queryInt(_ name: String) throws -> Int? {
             guard let text = query(name) else { return nil }
             guard let value = Int(text) else { throw RegistryError(.invalidRequest, "\(name) must be a number, not '\(text)'") }

@@ -594,22 +594,29 @@ def shadow_policy() -> str:
     })
 
 
+def sdk_connection(srv, dev: Device):
+    """The AWS IoT Device SDK v2's MQTT connection over mutual TLS, connected."""
+    from awsiot import mqtt_connection_builder
+    connection = mqtt_connection_builder.mtls_from_path(
+        endpoint="localhost", port=srv.mqtts_port, cert_filepath=str(dev.cert), pri_key_filepath=str(dev.key),
+        ca_filepath=str(dev.ca), client_id=dev.thing, clean_session=True, keep_alive_secs=30)
+    connection.connect().result(10)
+    return connection
+
+
 def test_aws_iot_device_sdk_shadow_client(tls_server, tmp_path):
     """The v2 SDK's shadow client over mutual TLS: get, update reported, a delta caused by a
     boto3 iot-data update, a named shadow, a version conflict, an oversized document, and a
     policy that reaches only the device's own shadow."""
     from awscrt import mqtt as crt_mqtt
-    from awsiot import iotshadow, mqtt_connection_builder
+    from awsiot import iotshadow
 
     iot = aws.iot(tls_server)
     policy = "shadow_policy_" + uid("p")[-6:]
     iot.create_policy(policyName=policy, policyDocument=shadow_policy())
     dev = provision(tls_server, tmp_path, policy=policy)
     thing = dev.thing
-    connection = mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost", port=tls_server.mqtts_port, cert_filepath=str(dev.cert), pri_key_filepath=str(dev.key),
-        ca_filepath=str(dev.ca), client_id=thing, clean_session=True, keep_alive_secs=30)
-    connection.connect().result(10)
+    connection = sdk_connection(tls_server, dev)
     shadow = iotshadow.IotShadowClient(connection)
     qos = crt_mqtt.QoS.AT_LEAST_ONCE
     events: dict[str, list] = {k: [] for k in ("get", "get_rej", "upd", "upd_rej", "delta", "named")}
@@ -683,17 +690,14 @@ def test_aws_iot_device_sdk_empty_objects_and_null_state(tls_server, tmp_path):
     """AWS's shadow semantics through the v2 SDK: {} is a value that reaches the delta, and
     "state": null clears the shadow with "state": null and a metadata timestamp in the answer."""
     from awscrt import mqtt as crt_mqtt
-    from awsiot import iotshadow, mqtt_connection_builder
+    from awsiot import iotshadow
 
     iot = aws.iot(tls_server)
     policy = "shadow_empty_" + uid("p")[-6:]
     iot.create_policy(policyName=policy, policyDocument=shadow_policy())
     dev = provision(tls_server, tmp_path, policy=policy)
     thing = dev.thing
-    connection = mqtt_connection_builder.mtls_from_path(
-        endpoint="localhost", port=tls_server.mqtts_port, cert_filepath=str(dev.cert), pri_key_filepath=str(dev.key),
-        ca_filepath=str(dev.ca), client_id=thing, clean_session=True, keep_alive_secs=30)
-    connection.connect().result(10)
+    connection = sdk_connection(tls_server, dev)
     shadow = iotshadow.IotShadowClient(connection)
     qos = crt_mqtt.QoS.AT_LEAST_ONCE
     events: dict[str, list] = {"delta": [], "raw": []}
