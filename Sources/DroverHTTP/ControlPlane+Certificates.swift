@@ -253,6 +253,7 @@ extension ControlPlane {
         var caCertificate: String
         var verificationCertificate: String?
         var certificateMode: String?
+        var tags: [Tag]?
     }
 
     func registerCACertificate(_ call: Call) async throws -> Response {
@@ -266,7 +267,7 @@ extension ControlPlane {
         }
         let record = try await registry.registerCACertificate(
             call.caller, facts: Self.facts(info), active: call.query("setAsActive") == "true",
-            autoRegistration: call.query("allowAutoRegistration") == "true")
+            autoRegistration: call.query("allowAutoRegistration") == "true", tags: try Self.tags(input.tags))
         return Self.json(RegisterOutput(certificateArn: registry.arn(call.caller.region, "cacert/\(record.id)"), certificateId: record.id))
     }
 

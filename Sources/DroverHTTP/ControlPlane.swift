@@ -223,6 +223,15 @@ public struct ControlPlane: Sendable {
             logger.info("WebSocket upgrade refused", metadata: ["reason": "\(code)"])
             return .refused(code: code, message: message)
         case .verified(let keyId, _, _):
+            // A temporary key needs its session token here too (sent unsigned, as AWS IoT takes it).
+            if let token = registry.accessKey(keyId)?.sessionToken {
+                let given = fullQuery.split(separator: "&").first { $0.hasPrefix("X-Amz-Security-Token=") }
+                    .map { String($0.dropFirst("X-Amz-Security-Token=".count)) }
+                guard (given?.removingPercentEncoding ?? given) == token else {
+                    logger.info("WebSocket upgrade refused", metadata: ["reason": "InvalidClientTokenId"])
+                    return .refused(code: "InvalidClientTokenId", message: "the security token included in the request is invalid")
+                }
+            }
             return .signed(accessKeyId: keyId)
         }
     }

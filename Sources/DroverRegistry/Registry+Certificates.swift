@@ -125,7 +125,7 @@ extension Registry {
     // MARK: CA certificates
 
     public func registerCACertificate(_ caller: Caller, facts: CertificateFacts, active: Bool, autoRegistration: Bool,
-                                      builtIn: Bool = false) async throws -> CACertificateRecord {
+                                      builtIn: Bool = false, tags: [String: String] = [:]) async throws -> CACertificateRecord {
         guard facts.isCA else {
             throw RegistryError(.certificateValidation, "not a CA certificate (BasicConstraints CA:false); register device certificates with RegisterCertificate")
         }
@@ -141,6 +141,7 @@ extension Registry {
                 notAfter: facts.notAfter, createdAt: Date().timeIntervalSince1970, builtIn: builtIn)
             state.caCertificates[facts.id] = record
             changes.append(Self.record(Kind.caCertificate, facts.id, record))
+            Self.putTags(tags, on: "cacert/\(facts.id)", &state, &changes)
             return record
         }
     }

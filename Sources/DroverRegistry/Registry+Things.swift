@@ -243,9 +243,16 @@ extension Registry {
     // MARK: Access keys
 
     /// The active key with this id, for checking a signature.
+    /// A temporary key (from the credentials provider) works only until it expires, and only
+    /// while the certificate it was issued for stays ACTIVE.
     public func accessKey(_ id: String) -> AccessKey? {
-        guard let key = snapshot.accessKeys[id], key.active else { return nil }
+        let state = snapshot
+        guard let key = state.accessKeys[id], key.active else { return nil }
         if let expiresAt = key.expiresAt, expiresAt <= Date().timeIntervalSince1970 { return nil }
+        if let pair = key.issuedFor {
+            let certificateId = pair.split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
+            guard state.certificates[certificateId]?.isActive == true else { return nil }
+        }
         return key
     }
 

@@ -254,6 +254,16 @@ def test_tags_on_resources(drover):
         iot.tag_resource(resourceArn=thing_arn, tags=[{"Key": f"k{i}", "Value": "v"} for i in range(50)])
     assert len(iot.list_tags_for_resource(resourceArn=thing_arn)["tags"]) == 1, "a refused tagging was half-applied"
 
+    # A CA registered with tags.
+    import subprocess, tempfile, os
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", os.path.join(tmp, "ca.key"), "-out", os.path.join(tmp, "ca.pem"), "-days", "2",
+                        "-subj", f"/CN={p} CA", "-addext", "basicConstraints=critical,CA:TRUE"], check=True, capture_output=True)
+        ca_pem = open(os.path.join(tmp, "ca.pem")).read()
+    ca = iot.register_ca_certificate(caCertificate=ca_pem, certificateMode="SNI_ONLY", tags=[{"Key": "vendor", "Value": "acme"}])
+    assert iot.list_tags_for_resource(resourceArn=ca["certificateArn"])["tags"] == [{"Key": "vendor", "Value": "acme"}]
+
     # Tags go with their resource.
     iot.delete_thing(thingName=f"{p}_t")
     iot.create_thing(thingName=f"{p}_t")

@@ -844,6 +844,26 @@ def test_role_aliases_and_the_credentials_provider(drover_factory, tmp_path):
         temporary.describe_thing(thingName=dev.thing)
     assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
+    # MQTT over WebSocket with the temporary keys (the Device SDK's signing), and only with their token.
+    from awscrt import auth
+    from awsiot import mqtt_connection_builder as builder
+    iot.create_role_alias(roleAlias="dev-mqtt", roleArn=f"arn:aws:iam::{account}:role/operator")
+    status, mqtt_body = _fetch_credentials(srv, port, "dev-mqtt", dev)
+    assert status == 200
+    mqtt_creds = mqtt_body["credentials"]
+
+    def ws_connection(token):
+        provider = auth.AwsCredentialsProvider.new_static(mqtt_creds["accessKeyId"], mqtt_creds["secretAccessKey"], token)
+        return builder.websockets_with_default_aws_signing(
+            endpoint="localhost", port=srv.https_port, region=aws.REGION, credentials_provider=provider,
+            ca_filepath=str(Path(srv.data_dir) / "ca.pem"), client_id="ws-" + uid("tmp"), clean_session=True, keep_alive_secs=30)
+
+    connection = ws_connection(mqtt_creds["sessionToken"])
+    connection.connect().result(15)
+    connection.disconnect().result(10)
+    with pytest.raises(Exception):
+        ws_connection("forged").connect().result(15)
+
     # Refusals: an unknown alias, a thing not attached to the certificate, no certificate, a
     # deactivated certificate.
     status, body = _fetch_credentials(srv, port, "nope", dev)
@@ -854,7 +874,41 @@ def test_role_aliases_and_the_credentials_provider(drover_factory, tmp_path):
     assert status == 403 and "not attached" in body["message"]
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         _fetch_credentials(srv, port, "dev-read", None)
+    # Hostile requests: a body, another method, an oversized head, bytes that are not HTTP.
+    import socket
+    context = ssl.create_default_context(cafile=str(Path(srv.data_dir) / "ca.pem"))
+    context.load_cert_chain(str(dev.cert), str(dev.key))
+
+    def raw(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            with context.wrap_socket(sock, server_hostname="localhost") as tls:
+                tls.sendall(request)
+                chunks = []
+                while True:
+                    try:
+                        chunk = tls.recv(65536)
+                    except (ssl.SSLError, ConnectionError):
+                        break
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                return b"".join(chunks)
+
+    assert raw(b"POST /role-aliases/dev-read/credentials HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc").startswith(b"HTTP/1.1 405")
+    assert raw(b"GET /role-aliases/dev-read/credentials HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n").startswith(b"HTTP/1.1 431")
+    assert raw(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 404")
+    assert not raw(b"\x00\xff garbage \r\n\r\n").startswith(b"HTTP/1.1 200")
+    assert _fetch_credentials(srv, port, "dev-read", dev)[0] == 200
+
+    # Deactivating the certificate ends its temporary keys too, and the next handshake fails.
+    status, latest = _fetch_credentials(srv, port, "dev-read", dev)
+    assert status == 200
+    creds = latest["credentials"]
+    assert client(creds["sessionToken"]).describe_thing(thingName=dev.thing)["thingName"] == dev.thing
     iot.update_certificate(certificateId=dev.cert_id, newStatus="INACTIVE")
+    with pytest.raises(ClientError) as e:
+        client(creds["sessionToken"]).describe_thing(thingName=dev.thing)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         _fetch_credentials(srv, port, "dev-read", dev)
     assert srv.alive()
