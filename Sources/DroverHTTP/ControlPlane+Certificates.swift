@@ -78,7 +78,11 @@ extension ControlPlane {
             }
             algorithm = named
         }
-        let keys = try DeviceKeyPair.generate(algorithm)
+        // An RSA key takes tens of milliseconds of searching for primes: off the concurrency pool.
+        let chosen = algorithm
+        let keys = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<DeviceKeyPair, any Error>) in
+            DispatchQueue.global().async { continuation.resume(with: Result { try DeviceKeyPair.generate(chosen) }) }
+        }
         let certificate = try issuing.authority.issueDeviceCertificate(
             publicKey: keys.publicKey, subject: issuing.subject, validityDays: issuing.validityDays, now: Date())
         let info = CertificateInfo(certificate: certificate)
