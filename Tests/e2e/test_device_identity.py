@@ -912,3 +912,33 @@ def test_role_aliases_and_the_credentials_provider(drover_factory, tmp_path):
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         _fetch_credentials(srv, port, "dev-read", dev)
     assert srv.alive()
+
+
+def test_cli_certificates_create_chooses_the_key(tls_server, tmp_path):
+    """`drover certificates create`: the key type the operator names, the key in a 0600 file, and
+    a certificate a device connects with."""
+    import conftest as e2e
+    api = ["--data-dir", str(tls_server.data_dir), "--endpoint", f"http://127.0.0.1:{tls_server.http_port}"]
+
+    def run(*args):
+        return subprocess.run([str(e2e.drover_bin()), "certificates", "create", *api, *args],
+                              capture_output=True, text=True, timeout=60)
+
+    made = run("--key-algorithm", "EC_prime256v1", "--set-as-active", "--out", str(tmp_path / "ec"))
+    assert made.returncode == 0, made.stderr
+    answer = json.loads(made.stdout)
+    key = tmp_path / "ec.private.key"
+    assert (os.stat(key).st_mode & 0o777) == 0o600
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert aws.iot(tls_server).describe_certificate(certificateId=answer["certificateId"])["certificateDescription"]["status"] == "ACTIVE"
+    rsa = run("--out", str(tmp_path / "rsa"))
+    assert rsa.returncode == 0, rsa.stderr
+    assert (tmp_path / "rsa.private.key").read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert aws.iot(tls_server).describe_certificate(
+        certificateId=json.loads(rsa.stdout)["certificateId"])["certificateDescription"]["status"] == "INACTIVE"
+    # The files are not overwritten, and a bad key type is refused before any call.
+    again = run("--out", str(tmp_path / "rsa"))
+    assert again.returncode != 0 and "exists" in again.stderr
+    bad = run("--key-algorithm", "DSA", "--out", str(tmp_path / "dsa"))
+    assert bad.returncode != 0 and "RSA_2048 or EC_prime256v1" in bad.stderr
+    assert not (tmp_path / "dsa.private.key").exists()
