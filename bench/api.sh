@@ -6,6 +6,8 @@
 # Environment: API_COUNT (requests per operation, default 2000), API_CONCURRENCY (default 16),
 # BENCH_SKIP_BUILD=1 to use the binaries already built.
 set -euo pipefail
+# The credentials provider (8444) is not what these measure; keep it from taking a fixed port.
+export DROVER_CREDENTIALS_PORT=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 COUNT=${API_COUNT:-2000}
 CONCURRENCY=${API_CONCURRENCY:-16}

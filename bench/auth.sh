@@ -8,6 +8,8 @@
 # Environment: AUTH_DEVICES (default 1000), AUTH_ROUNDS (3), AUTH_DURATION (10 s), AUTH_QOS (0),
 # BENCH_SKIP_BUILD=1 to use the binaries already built.
 set -euo pipefail
+# The credentials provider (8444) is not what these measure; keep it from taking a fixed port.
+export DROVER_CREDENTIALS_PORT=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DEVICES=${AUTH_DEVICES:-1000}
 ROUNDS=${AUTH_ROUNDS:-3}

@@ -8,6 +8,8 @@
 # HTTPS_ROUNDS (3), HTTPS_PIN=1 to pin the server to core 0 and the client to core 1 (taskset),
 # so that neither takes the other's CPU; BENCH_SKIP_BUILD=1 to use the binaries already built.
 set -euo pipefail
+# The credentials provider (8444) is not what these measure; keep it from taking a fixed port.
+export DROVER_CREDENTIALS_PORT=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 COUNT=${HTTPS_COUNT:-4000}
 CONCURRENCY=${HTTPS_CONCURRENCY:-16}

@@ -19,6 +19,8 @@
 #   BENCH_SKIP_BUILD=1      use the binaries already built
 #   BENCH_DROVER            the drover binary (default .build/release/drover)
 set -euo pipefail
+# The credentials provider (8444) is not what these measure; keep it from taking a fixed port.
+export DROVER_CREDENTIALS_PORT=0
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)

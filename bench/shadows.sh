@@ -3,6 +3,8 @@
 # flight per device) with durability fsync and normal, and the round trip from a desired change
 # over HTTP (boto3 iot-data) to the device's /update/delta. Needs the test venv (scripts/setup-test-env.sh).
 set -euo pipefail
+# The credentials provider (8444) is not what these measure; keep it from taking a fixed port.
+export DROVER_CREDENTIALS_PORT=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DEVICES=${SHADOW_DEVICES:-8}
 SECONDS_RUN=${SHADOW_SECONDS:-10}

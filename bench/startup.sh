@@ -9,6 +9,8 @@
 # Environment: STARTUP_MESSAGES (default 100000), STARTUP_BROKERS (default "mosquitto drover"),
 # BENCH_DROVER (default .build/release/drover). Needs mosquitto and mosquitto-clients.
 set -euo pipefail
+# The credentials provider (8444) is not what these measure; keep it from taking a fixed port.
+export DROVER_CREDENTIALS_PORT=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 N=${STARTUP_MESSAGES:-100000}

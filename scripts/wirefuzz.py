@@ -1950,7 +1950,7 @@ class OwnServer:
             if len({self.mqtt_port, self.http_port, self.mqtts_port}) < 3:
                 continue
             env = {k: v for k, v in os.environ.items() if not k.startswith("DROVER_")}
-            env.update(DROVER_MQTT_BIND=HOST, DROVER_HTTP_BIND=HOST, DROVER_MQTTS_BIND=HOST)
+            env.update(DROVER_MQTT_BIND=HOST, DROVER_HTTP_BIND=HOST, DROVER_MQTTS_BIND=HOST, DROVER_CREDENTIALS_PORT="0")
             env.setdefault("SWIFT_BACKTRACE", "enable=yes,interactive=no,color=no,symbolicate=fast")
             env.update(self.env_extra)
             args = [str(self.exec_path), "serve", "--data-dir", str(self.data_dir), "--mqtt-port", str(self.mqtt_port),
