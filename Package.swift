@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // Bytes <-> packets. NIOCore only: no I/O, no policy.
@@ -69,6 +70,8 @@ let package = Package(
             name: "DroverRegistry",
             dependencies: [
                 "DroverPolicy",
+                // Hash tries: a copy of the state shares its nodes, so a write costs O(log n).
+                .product(name: "HashTreeCollections", package: "swift-collections"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -257,7 +260,11 @@ let package = Package(
         ),
         .testTarget(
             name: "DroverSQLiteTests",
-            dependencies: ["DroverSQLite", "MQTTBroker", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "DroverSQLite", "MQTTBroker", "DroverRegistry", "DroverFleetConfig", "DroverShadowService",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

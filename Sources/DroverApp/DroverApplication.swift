@@ -15,6 +15,17 @@ import NIOPosix
 import Prometheus
 import ServiceLifecycle
 
+/// The control plane's storage ports, and the database behind them.
+struct ControlPlaneStores: Sendable {
+    var registry: any RegistryStore
+    var shadows: any ShadowStore
+    var fleetConfig: any FleetConfigStore
+    /// `drover.sqlite`; nil on the memory backend.
+    var sqlite: SQLiteControlPlane?
+
+    func close() { sqlite?.close() }
+}
+
 /// The composition root: builds every part from the configuration into one ServiceGroup.
 public struct DroverApplication: Sendable {
     public let configuration: DroverConfiguration
@@ -23,7 +34,7 @@ public struct DroverApplication: Sendable {
     public let deviceRegistry: Registry
     public let shadows: ShadowService
     public let fleetConfig: FleetConfigService
-    let configStore: any FleetConfigStore
+    let stores: ControlPlaneStores
     let services: [any Service]
     let logger: Logger
 
@@ -48,9 +59,10 @@ public struct DroverApplication: Sendable {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         let metrics = BrokerMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        let stores = try Self.makeControlPlaneStores(configuration, logger: logger)
+        self.stores = stores
         let deviceRegistry = try Registry(
-            configuration: .init(account: configuration.accountId), store: try Self.makeRegistryStore(configuration),
-            logger: logger)
+            configuration: .init(account: configuration.accountId), store: stores.registry, logger: logger)
         self.deviceRegistry = deviceRegistry
         try Self.installAccessKeys(configuration, deviceRegistry, logger: logger)
         let authority = try Self.loadAuthority(configuration, logger: logger)
@@ -60,7 +72,7 @@ public struct DroverApplication: Sendable {
             registry: deviceRegistry, region: configuration.region,
             anonymousPolicy: try Self.loadAnonymousPolicy(configuration.anonymousPolicyFile))
 
-        let store = try Self.makeStore(configuration, logger: logger)
+        let store = try Self.makeStore(configuration, stores, logger: logger)
         let started = ContinuousClock.now
         let broker = try Broker(
             configuration: configuration.limits, authenticator: access, authorizer: access, store: store, metrics: metrics,
@@ -75,7 +87,7 @@ public struct DroverApplication: Sendable {
             thingExists = { [weak deviceRegistry] (thing: String) -> Bool in deviceRegistry?.snapshot.things[thing] != nil }
         }
         let shadows = ShadowService(
-            broker: broker, store: try Self.makeShadowStore(configuration),
+            broker: broker, store: stores.shadows,
             configuration: .init(limits: configuration.shadowLimits,
                                  maxInFlightPerShadow: configuration.shadowMaxInFlight,
                                  maxNamedShadowsPerThing: configuration.shadowMaxNamedShadows,
@@ -83,19 +95,18 @@ public struct DroverApplication: Sendable {
             eventLoop: eventLoopGroup.next(), logger: logger)
         try shadows.start().wait()
         self.shadows = shadows
-        let configStore = try Self.makeFleetConfigStore(configuration)
-        self.configStore = configStore
         var fleetConfiguration = FleetConfigService.Configuration(
             limits: configuration.shadowLimits)
         fleetConfiguration.retryInterval = .seconds(configuration.configRetryInterval)
         let fleetConfig = try FleetConfigService(
-            registry: deviceRegistry, shadows: shadows, store: configStore, configuration: fleetConfiguration, logger: logger)
+            registry: deviceRegistry, shadows: shadows, store: stores.fleetConfig, configuration: fleetConfiguration, logger: logger)
         self.fleetConfig = fleetConfig
         // A change to the registry applies at once: cached decisions go, and clients whose
         // certificate or thing is no longer valid are disconnected.
-        deviceRegistry.onChange { [weak broker, weak access, weak shadows, weak fleetConfig] state, changes in
+        deviceRegistry.onChange { [weak broker, weak access, weak shadows, weak fleetConfig] update in
             guard let broker, let access else { return }
-            access.registryChanged()
+            let state = update.state, changes = update.changes
+            access.registryChanged(update)
             // Things that join a group or take a type get its configuration.
             fleetConfig?.registryChanged(changes)
             // Deleting a thing deletes its shadows.
@@ -211,12 +222,12 @@ public struct DroverApplication: Sendable {
             broker.store.close()
             deviceRegistry.close()
             shadows.close()
-            configStore.close()
+            stores.close()
         }
         try await group.run()
     }
 
-    static func makeStore(_ configuration: DroverConfiguration, logger: Logger) throws -> any BrokerStore {
+    static func makeStore(_ configuration: DroverConfiguration, _ stores: ControlPlaneStores, logger: Logger) throws -> any BrokerStore {
         switch configuration.storageBackend {
         case "memory":
             logger.warning("storage.backend is memory: sessions, queued and retained messages are lost when the process stops")
@@ -224,7 +235,10 @@ public struct DroverApplication: Sendable {
         default:
             let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
             let path = (configuration.dataDir as NSString).appendingPathComponent("broker.sqlite")
-            return try SQLiteBrokerStore(path: path, durability: durability, logger: logger)
+            let store = try SQLiteBrokerStore(path: path, durability: durability, logger: logger,
+                                              mustExist: stores.sqlite?.brokerStoreCreated ?? false)
+            try stores.sqlite?.markBrokerStoreCreated()
+            return store
         }
     }
 
@@ -303,36 +317,18 @@ public struct DroverApplication: Sendable {
         return HTTPServerConfiguration.TLS(certificateChainPEM: server.certificateChainPEM, privateKeyPEM: server.privateKeyPEM)
     }
 
-    static func makeShadowStore(_ configuration: DroverConfiguration) throws -> any ShadowStore {
+    /// The control plane's stores: all in `drover.sqlite`, or in memory.
+    static func makeControlPlaneStores(_ configuration: DroverConfiguration, logger: Logger) throws -> ControlPlaneStores {
         switch configuration.storageBackend {
         case "memory":
-            return InMemoryShadowStore()
+            let registry = InMemoryRegistryStore()
+            return ControlPlaneStores(registry: registry, shadows: InMemoryShadowStore(),
+                                      fleetConfig: InMemoryFleetConfigStore(auditLog: registry), sqlite: nil)
         default:
             let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
-            let path = (configuration.dataDir as NSString).appendingPathComponent("shadows.sqlite")
-            return try SQLiteShadowStore(path: path, durability: durability)
-        }
-    }
-
-    static func makeFleetConfigStore(_ configuration: DroverConfiguration) throws -> any FleetConfigStore {
-        switch configuration.storageBackend {
-        case "memory":
-            return InMemoryFleetConfigStore()
-        default:
-            let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
-            let path = (configuration.dataDir as NSString).appendingPathComponent("config.sqlite")
-            return try SQLiteFleetConfigStore(path: path, durability: durability)
-        }
-    }
-
-    static func makeRegistryStore(_ configuration: DroverConfiguration) throws -> any RegistryStore {
-        switch configuration.storageBackend {
-        case "memory":
-            return InMemoryRegistryStore()
-        default:
-            let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
-            let path = (configuration.dataDir as NSString).appendingPathComponent("registry.sqlite")
-            return try SQLiteRegistryStore(path: path, durability: durability)
+            let database = try SQLiteControlPlane(dataDir: configuration.dataDir, durability: durability, logger: logger)
+            return ControlPlaneStores(registry: database.registry, shadows: database.shadows, fleetConfig: database.fleetConfig,
+                                      sqlite: database)
         }
     }
 

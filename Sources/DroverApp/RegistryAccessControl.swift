@@ -7,15 +7,16 @@ import MQTTBroker
 import MQTTCodec
 import NIOConcurrencyHelpers
 import NIOCore
-import Synchronization
 import X509
 
 /// Device access from the registry: on the mutual-TLS listener a client is its certificate,
 /// which must be registered and ACTIVE (and its CA too), and every action is checked against
 /// the policies attached to it. Elsewhere, the anonymous-on-loopback default applies.
 ///
-/// Decisions are answered from the registry's in-memory snapshot and cached per client; any
-/// registry change empties the cache, so a policy change applies to connected clients at once.
+/// Decisions are answered from the registry's in-memory snapshot and cached per principal and
+/// client. A registry change drops the entries of the principals it can touch (see
+/// ``principals(touchedBy:)``), so a policy change applies to connected clients at once, and
+/// creating the millionth thing costs the connected ones nothing.
 ///
 /// Rules that hold for everyone but the broker's own in-process clients:
 /// - the shadow reply topics (`.../accepted`, `/rejected`, `/delta`, `/documents` under
@@ -25,12 +26,19 @@ import X509
 /// - on mutual TLS a client id may not hold `+`, `#`, `*` or `?`, so that `${iot:ClientId}`
 ///   in a `topicfilter/` resource can never become an MQTT wildcard.
 final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked Sendable {
-    // `@unchecked Sendable`: `cache` is guarded by its lock, `generation` is atomic, the rest is immutable.
+    // `@unchecked Sendable`: `cache` is guarded by its lock, the rest is immutable.
     private let registry: Registry
     private let region: String
     private let fallback = LoopbackAnonymousAuthenticator()
-    private let generation = Atomic<Int>(0)
-    private let cache = NIOLockedValueBox<(generation: Int, decisions: [String: [MQTTAction: Bool]])>((0, [:]))
+    /// Principal → client id → action → decision. `generation` goes up with every drop, so that
+    /// a decision made from a state older than the drop is not cached after it.
+    private let cache = NIOLockedValueBox<DecisionCache>(DecisionCache())
+    struct DecisionCache {
+        var generation = 0
+        var decisions: [String: [String: [MQTTAction: Bool]]] = [:]
+    }
+    /// More principals than this touched by one change, and the whole cache goes instead.
+    static let maxTouched = 10_000
     /// The policy anonymous clients are held to; nil: they may do anything but publish to reply topics.
     private let anonymousPolicy: [NamedPolicy]?
 
@@ -52,9 +60,67 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
 
     static func isReplyTopic(_ topic: String) -> Bool { ShadowService.isReplyTopic(topic) }
 
-    /// Called after every registry change.
-    func registryChanged() {
-        generation.add(1, ordering: .relaxed)
+    /// Called after every registry change: drops the decisions that it may change.
+    func registryChanged(_ update: RegistryUpdate) {
+        let touched = Self.principals(touchedBy: update)
+        if touched?.isEmpty == true { return }
+        cache.withLockedValue { cache in
+            cache.generation += 1
+            if let touched {
+                for principal in touched { cache.decisions[principal] = nil }
+            } else {
+                cache.decisions = [:]
+            }
+        }
+    }
+
+    /// The principals whose decisions a change can alter; nil: anyone's. A decision depends on
+    /// the certificate, the thing it acts as (its attributes and type, which certificates it
+    /// has), that thing's groups and their ancestors, the policies on the certificate and on
+    /// those groups, and for a signed connection the access key (and the certificate it was
+    /// issued for). Anything else (a new thing, a new certificate, a shadow) touches no one.
+    static func principals(touchedBy update: RegistryUpdate) -> Set<String>? {
+        var principals = Set<String>()
+        var things = Set<String>()
+        var groups = Set<String>()
+        func target(_ target: String) {
+            if target.hasPrefix("cert/") { principals.insert(String(target.dropFirst(5))) }
+            if target.hasPrefix("thinggroup/") { groups.insert(String(target.dropFirst(11))) }
+        }
+        for change in update.changes {
+            switch change.kind {
+            case Registry.Kind.certificate:
+                // A new certificate has no decisions yet, and no keys issued for it.
+                guard update.previous.certificates[change.key] != nil else { continue }
+                principals.insert(change.key)
+                // Keys issued for the certificate stop with it.
+                for key in update.state.accessKeys.values where key.issuedFor?.hasPrefix(change.key + "/") == true {
+                    principals.insert(accessKeyPrefix + key.id)
+                }
+            case Registry.Kind.accessKey: principals.insert(accessKeyPrefix + change.key)
+            case Registry.Kind.thing, Registry.Kind.thingPrincipals: things.insert(change.key)
+            case Registry.Kind.groupMember:
+                if let slash = change.key.firstIndex(of: "/") { things.insert(String(change.key[change.key.index(after: slash)...])) }
+            case Registry.Kind.thingGroup: groups.insert(change.key)
+            case Registry.Kind.policy:
+                for state in [update.previous, update.state] { for key in state.policyTargets[change.key] ?? [] { target(key) } }
+            case Registry.Kind.policyTarget:
+                if let slash = change.key.firstIndex(of: "/") { target(String(change.key[change.key.index(after: slash)...])) }
+            default: break
+            }
+        }
+        for state in [update.previous, update.state] {
+            for group in groups {
+                for member in state.subtree(ofGroup: group) {
+                    things.formUnion(state.groupMembers[member] ?? [])
+                    if things.count > maxTouched { return nil }
+                }
+            }
+        }
+        for state in [update.previous, update.state] {
+            for thing in things { principals.formUnion(state.thingPrincipals[thing] ?? []) }
+        }
+        return principals.count > maxTouched ? nil : principals
     }
 
     static func certificateId(_ der: [UInt8]) -> String? {
@@ -139,19 +205,17 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
             guard let anonymousPolicy else { return true }
             return decideAnonymous(anonymousPolicy, identity.clientId, action)
         }
-        let key = principal + "\u{0}" + identity.clientId
-        let current = generation.load(ordering: .relaxed)
-        let cached: Bool? = cache.withLockedValue { cache in
-            if cache.generation != current { cache = (current, [:]) }
-            return cache.decisions[key]?[action]
+        let clientId = identity.clientId
+        let (cached, generation): (Bool?, Int) = cache.withLockedValue { cache in
+            (cache.decisions[principal]?[clientId]?[action], cache.generation)
         }
         if let cached { return cached }
-        let allowed = decide(principal, identity.clientId, action)
+        let allowed = decide(principal, clientId, action)
         cache.withLockedValue { cache in
-            guard cache.generation == current else { return }
+            guard cache.generation == generation else { return }
             // Bounded: a client that touches many topics starts its cache over.
-            if (cache.decisions[key]?.count ?? 0) >= 1024 { cache.decisions[key] = [:] }
-            cache.decisions[key, default: [:]][action] = allowed
+            if (cache.decisions[principal]?[clientId]?.count ?? 0) >= 1024 { cache.decisions[principal]?[clientId] = [:] }
+            cache.decisions[principal, default: [:]][clientId, default: [:]][action] = allowed
         }
         return allowed
     }

@@ -190,7 +190,7 @@ extension FleetConfigService {
                 target = members
             } else {
                 let covering = deployments.values.filter {
-                    $0.shadowName == shadow && Self.members(of: $0.target, in: state).contains(thing)
+                    $0.shadowName == shadow && Self.reaches($0.target, thing, in: state)
                 }.sorted { $0.name < $1.name }
                 let chosen: ConfigDeployment
                 if let deploymentName {

@@ -59,8 +59,16 @@ public actor FleetConfigService: Service {
     var failures: [String: [String: String]] = [:]
     var factoryDefaults: [String: FactoryDefault] = [:]
 
-    /// Deployments waiting for a rollout pass (all of them if `all`), and the wake-up signal.
-    private let work = NIOLockedValueBox<(all: Bool, names: Set<String>)>((true, []))
+    /// Deployments waiting for a full rollout pass (all of them if `all`), things whose
+    /// membership may have changed, and the wake-up signal.
+    private let work = NIOLockedValueBox<Work>(Work(all: true))
+    struct Work {
+        var all = false
+        var names: Set<String> = []
+        var things: Set<String> = []
+        /// More things than this in one wake-up, and every deployment gets a full pass instead.
+        static let maxThings = 10_000
+    }
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -106,23 +114,46 @@ public actor FleetConfigService: Service {
                 }
             }
             for await _ in wakeups.cancelOnGracefulShutdown() {
-                let (all, names) = work.withLockedValue { work in
-                    defer { work = (false, []) }
+                let todo = work.withLockedValue { work in
+                    defer { work = Work() }
                     return work
                 }
-                if all { pruneFactoryDefaults() }
-                for name in (all ? Set(deployments.keys) : names).sorted() { await rollout(name) }
+                if todo.all { pruneFactoryDefaults() }
+                let full = todo.all ? Set(deployments.keys) : todo.names
+                for name in full.sorted() { await rollout(name) }
+                if !todo.things.isEmpty {
+                    for name in Set(deployments.keys).subtracting(full).sorted() { await rollout(name, only: todo.things) }
+                }
             }
             group.cancelAll()
         }
     }
 
-    /// Something in the registry changed that may change who is a member: a thing made,
-    /// deleted or retyped, a group's members or parent. Called on the registry's writer queue.
+    /// Something in the registry changed that may change who is a member. A thing made,
+    /// deleted or retyped, or put in or taken out of a group, is looked at alone; a group that
+    /// moves, or a thing type that goes, sends every deployment through a full pass. Called on
+    /// the registry's writer queue.
     public nonisolated func registryChanged(_ changes: [RegistryRecordChange]) {
-        let kinds: Set<String> = [Registry.Kind.thing, Registry.Kind.groupMembers, Registry.Kind.thingGroup, Registry.Kind.thingType]
-        guard changes.contains(where: { kinds.contains($0.kind) }) else { return }
-        work.withLockedValue { $0.all = true }
+        var things = Set<String>()
+        var all = false
+        for change in changes {
+            switch change.kind {
+            case Registry.Kind.thing: things.insert(change.key)
+            case Registry.Kind.groupMember:
+                if let slash = change.key.firstIndex(of: "/") { things.insert(String(change.key[change.key.index(after: slash)...])) }
+            case Registry.Kind.thingGroup, Registry.Kind.thingType: all = true
+            default: break
+            }
+        }
+        guard all || !things.isEmpty else { return }
+        work.withLockedValue { work in
+            if all { work.all = true }
+            work.things.formUnion(things)
+            if work.things.count > Work.maxThings {
+                work.all = true
+                work.things = []
+            }
+        }
         wake.yield()
     }
 
@@ -144,28 +175,37 @@ public actor FleetConfigService: Service {
         for (name, failed) in failures where !failed.isEmpty { schedule(name) }
     }
 
-    /// The things a target reaches now.
+    /// The things a target reaches now. Costs what the target holds, from the registry's indexes.
     nonisolated static func members(of target: ConfigTarget, in state: RegistryState) -> Set<String> {
         switch target.kind {
         case .thingType:
-            return Set(state.things.values.lazy.filter { $0.typeName == target.name }.map(\.name))
+            return Set(state.typeMembers[target.name] ?? [])
         default:
-            guard state.thingGroups[target.name] != nil else { return [] }
             var members = Set<String>()
-            for (group, things) in state.groupMembers where state.lineage(ofGroup: group).contains(where: { $0.name == target.name }) {
-                members.formUnion(things)
-            }
+            for group in state.subtree(ofGroup: target.name) { members.formUnion(state.groupMembers[group] ?? []) }
             return members.filter { state.things[$0] != nil }
         }
     }
 
-    /// Brings every member of `name` to its current revision. The actor is free while shadows
-    /// are written; a change of revision meanwhile starts the pass over.
-    private func rollout(_ name: String) async {
+    /// Whether a target reaches one thing.
+    nonisolated static func reaches(_ target: ConfigTarget, _ thing: String, in state: RegistryState) -> Bool {
+        guard let record = state.things[thing] else { return false }
+        switch target.kind {
+        case .thingType: return record.typeName == target.name
+        default: return state.groups(ofThing: thing).contains(target.name)
+        }
+    }
+
+    /// Brings every member of `name` to its current revision (with `only`: those of these
+    /// things that are members, and it forgets those that left). The actor is free while
+    /// shadows are written; a change of revision meanwhile starts the pass over.
+    private func rollout(_ name: String, only: Set<String>? = nil) async {
         passes: while let deployment = deployments[name] {
-            let members = Self.members(of: deployment.target, in: registry.snapshot)
+            let state = registry.snapshot
+            let members = only.map { $0.filter { Self.reaches(deployment.target, $0, in: state) } }
+                ?? Self.members(of: deployment.target, in: state)
             var done = applied[name] ?? [:]
-            let left = done.keys.filter { !members.contains($0) }
+            let left = (only.map { Array($0) } ?? Array(done.keys)).filter { done[$0] != nil && !members.contains($0) }
             if !left.isEmpty {
                 // Members that left keep their configuration; they are no longer followed.
                 for thing in left { done[thing] = nil }
@@ -220,7 +260,7 @@ public actor FleetConfigService: Service {
     /// idempotent.
     func persist(_ changes: [ConfigRecordChange]) {
         guard !changes.isEmpty else { return }
-        do { try store.apply(changes) } catch {
+        do { try store.apply(changes, audit: nil) } catch {
             logger.error("configuration store write failed", metadata: ["error": "\(error)"])
         }
     }
@@ -253,14 +293,16 @@ public actor FleetConfigService: Service {
         return members
     }
 
-    /// Stores `changes`, then audits; a failed store write changes nothing and is refused.
+    /// Stores `changes` and their audit entry in one transaction; a failed store write changes
+    /// nothing and is refused.
     func commit(_ caller: Caller, _ operation: String, _ resource: String, _ changes: [ConfigRecordChange]) throws {
-        do { try store.apply(changes) } catch {
+        let entry = AuditEntry(time: now().timeIntervalSince1970, principal: caller.principal, operation: operation,
+                               resource: resource, outcome: "success")
+        do { try store.apply(changes, audit: entry) } catch {
             logger.error("configuration store write failed", metadata: ["operation": "\(operation)", "error": "\(error)"])
             registry.audit(caller, operation, resource, outcome: RegistryError.Kind.internalFailure.awsName, message: "storage failure")
             throw RegistryError(.internalFailure, "storage failure; nothing was changed")
         }
-        registry.audit(caller, operation, resource)
     }
 
     /// Runs `body`; a refusal is audited and rethrown.

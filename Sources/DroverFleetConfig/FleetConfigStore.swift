@@ -1,3 +1,4 @@
+import DroverRegistry
 import NIOConcurrencyHelpers
 
 /// One record written or removed, stored by kind and key as JSON (as the registry's are).
@@ -14,11 +15,12 @@ public struct ConfigRecordChange: Sendable, Hashable {
     }
 }
 
-/// The storage port of fleet configuration. `apply` is one transaction, durable when it returns.
+/// The storage port of fleet configuration. `apply` is one transaction, durable when it
+/// returns: the records and the audit entry (into the audit log that the registry reads).
 public protocol FleetConfigStore: Sendable {
     /// Every record, by kind, then key.
     func loadAll() throws -> [String: [String: [UInt8]]]
-    func apply(_ changes: [ConfigRecordChange]) throws
+    func apply(_ changes: [ConfigRecordChange], audit: AuditEntry?) throws
     func close()
 }
 
@@ -29,14 +31,17 @@ extension FleetConfigStore {
 /// For tests and `storage.backend: memory`.
 public final class InMemoryFleetConfigStore: FleetConfigStore {
     private let records = NIOLockedValueBox<[String: [String: [UInt8]]]>([:])
+    private let auditLog: (any RegistryStore)?
 
-    public init() {}
+    /// `auditLog`: where audit entries go (the registry's store); nil drops them.
+    public init(auditLog: (any RegistryStore)? = nil) { self.auditLog = auditLog }
 
     public func loadAll() throws -> [String: [String: [UInt8]]] { records.withLockedValue { $0 } }
 
-    public func apply(_ changes: [ConfigRecordChange]) throws {
+    public func apply(_ changes: [ConfigRecordChange], audit: AuditEntry?) throws {
         records.withLockedValue { records in
             for change in changes { records[change.kind, default: [:]][change.key] = change.value }
         }
+        if let audit { try auditLog?.appendAudit(audit) }
     }
 }

@@ -51,10 +51,10 @@ extension Registry {
             if let expectedVersion, expectedVersion != group.version {
                 throw RegistryError(.versionConflict, "billing group \(name) is at version \(group.version), not \(expectedVersion)")
             }
-            for member in (state.billingGroupMembers.removeValue(forKey: name) ?? []).sorted() {
+            for member in (state.billingGroupMembers[name] ?? []).sorted() {
                 guard var thing = state.things[member] else { continue }
                 thing.billingGroupName = nil
-                state.things[member] = thing
+                state.put(thing)
                 changes.append(Self.record(Kind.thing, member, thing))
             }
             state.billingGroups[name] = nil
@@ -84,16 +84,10 @@ extension Registry {
                 guard thing.billingGroupName == onlyFrom else { return }
             }
             guard thing.billingGroupName != group else { return }
-            Self.move(&thing, toBillingGroup: group, &state)
-            state.things[name] = thing
+            thing.billingGroupName = group
+            state.put(thing)
             changes.append(Self.record(Kind.thing, name, thing))
         }
-    }
-
-    static func move(_ thing: inout Thing, toBillingGroup group: String?, _ state: inout RegistryState) {
-        if let old = thing.billingGroupName { state.billingGroupMembers[old]?.remove(thing.name) }
-        if let group { state.billingGroupMembers[group, default: []].insert(thing.name) }
-        thing.billingGroupName = group
     }
 
     public func thingsInBillingGroup(_ name: String) throws -> [String] {

@@ -109,13 +109,13 @@ extension Registry {
             guard things.isEmpty else {
                 throw RegistryError(.deleteConflict, "certificate \(id) is attached to thing(s) \(things.joined(separator: ", ")); detach it first")
             }
-            let policies = state.policyTargets.filter { $0.value.contains("cert/\(id)") }.keys.sorted()
+            let policies = state.policyNames(attachedTo: "cert/\(id)")
             if !policies.isEmpty && !force {
                 throw RegistryError(.deleteConflict, "certificate \(id) has policies attached (\(policies.joined(separator: ", "))); detach them or use forceDelete")
             }
             for name in policies {
-                state.policyTargets[name]?.remove("cert/\(id)")
-                changes.append(Self.record(Kind.policyTargets, name, state.policyTargets[name] ?? []))
+                state.detach(policy: name, from: "cert/\(id)")
+                changes.append(Self.link(Kind.policyTarget, name, "cert/\(id)", present: false))
             }
             state.certificates[id] = nil
             changes.append(Self.removal(Kind.certificate, id))

@@ -24,7 +24,7 @@ extension Registry {
             }
             let group = ThingGroup(name: name, id: UUID().uuidString.lowercased(), description: description, attributes: attributes,
                                    parent: parent, version: 1, createdAt: Date().timeIntervalSince1970)
-            state.thingGroups[name] = group
+            state.put(group)
             changes.append(Self.record(Kind.thingGroup, name, group))
             Self.putTags(tags, on: "thinggroup/\(name)", &state, &changes)
             return group
@@ -53,7 +53,7 @@ extension Registry {
                 group.attributes = merged
             }
             group.version += 1
-            state.thingGroups[name] = group
+            state.put(group)
             changes.append(Self.record(Kind.thingGroup, name, group))
             return group.version
         }
@@ -66,17 +66,20 @@ extension Registry {
             if let expectedVersion, expectedVersion != group.version {
                 throw RegistryError(.versionConflict, "thing group \(name) is at version \(group.version), not \(expectedVersion)")
             }
-            let children = state.thingGroups.values.filter { $0.parent == name }.map(\.name).sorted()
+            let children = (state.childGroups[name] ?? []).sorted()
             guard children.isEmpty else {
                 throw RegistryError.invalid("thing group \(name) has child groups (\(children.joined(separator: ", "))); delete them first")
             }
-            state.thingGroups[name] = nil
+            state.removeGroup(name)
             changes.append(Self.removal(Kind.thingGroup, name))
             Self.dropTags(of: "thinggroup/\(name)", &state, &changes)
-            if state.groupMembers.removeValue(forKey: name) != nil { changes.append(Self.removal(Kind.groupMembers, name)) }
-            for (policy, targets) in state.policyTargets where targets.contains("thinggroup/\(name)") {
-                state.policyTargets[policy]?.remove("thinggroup/\(name)")
-                changes.append(Self.record(Kind.policyTargets, policy, state.policyTargets[policy] ?? []))
+            for thing in (state.groupMembers[name] ?? []).sorted() {
+                state.remove(thing: thing, fromGroup: name)
+                changes.append(Self.link(Kind.groupMember, name, thing, present: false))
+            }
+            for policy in state.policyNames(attachedTo: "thinggroup/\(name)") {
+                state.detach(policy: policy, from: "thinggroup/\(name)")
+                changes.append(Self.link(Kind.policyTarget, policy, "thinggroup/\(name)", present: false))
             }
         }
     }
@@ -111,30 +114,29 @@ extension Registry {
         try await mutate(caller, operation, thing) { state, changes in
             guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
             for group in add + remove where state.thingGroups[group] == nil { throw RegistryError.notFound("thing group", group) }
-            var touched = Set<String>()
-            for group in remove where state.groupMembers[group]?.remove(thing) != nil { touched.insert(group) }
-            for group in add where state.groupMembers[group, default: []].insert(thing).inserted { touched.insert(group) }
-            let count = state.groupMembers.values.filter { $0.contains(thing) }.count
+            for group in remove where state.remove(thing: thing, fromGroup: group) {
+                changes.append(Self.link(Kind.groupMember, group, thing, present: false))
+            }
+            for group in add where state.add(thing: thing, toGroup: group) {
+                changes.append(Self.link(Kind.groupMember, group, thing, present: true))
+            }
+            let count = state.directGroups[thing]?.count ?? 0
             guard count <= 10 else { throw RegistryError.invalid("a thing can be in at most 10 thing groups; \(thing) would be in \(count)") }
-            for group in touched.sorted() { changes.append(Self.record(Kind.groupMembers, group, state.groupMembers[group] ?? [])) }
         }
     }
 
     public func thingsInGroup(_ name: String, recursive: Bool) throws -> [String] {
         let state = snapshot
         guard state.thingGroups[name] != nil else { throw RegistryError.notFound("thing group", name) }
-        var groups: Set<String> = [name]
-        if recursive {
-            for group in state.thingGroups.keys where state.lineage(ofGroup: group).contains(where: { $0.name == name }) {
-                groups.insert(group)
-            }
-        }
-        return Array(Set(groups.flatMap { state.groupMembers[$0] ?? [] })).sorted()
+        let groups: Set<String> = recursive ? state.subtree(ofGroup: name) : [name]
+        var things = Set<String>()
+        for group in groups { things.formUnion(state.groupMembers[group] ?? []) }
+        return things.sorted()
     }
 
     public func groupsOfThing(_ thing: String) throws -> [String] {
         let state = snapshot
         guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
-        return state.groupMembers.filter { $0.value.contains(thing) }.keys.sorted()
+        return (state.directGroups[thing] ?? []).sorted()
     }
 }

@@ -72,7 +72,6 @@ extension Registry {
             state.parsedPolicies[name] = nil
             changes.append(Self.removal(Kind.policy, name))
             Self.dropTags(of: "policy/\(name)", &state, &changes)
-            changes.append(Self.removal(Kind.policyTargets, name))
         }
     }
 
@@ -158,12 +157,11 @@ extension Registry {
         try await mutate(caller, "AttachPolicy", "policy/\(name)") { state, changes in
             guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
             try Self.checkTarget(key, state)
-            let attached = state.policyTargets.filter { $0.value.contains(key) }.count
-            guard attached < 10 || state.policyTargets[name]?.contains(key) == true else {
+            let attached = state.targetPolicies[key] ?? []
+            guard attached.count < 10 || attached.contains(name) else {
                 throw RegistryError(.limitExceeded, "a target can have at most 10 policies attached")
             }
-            state.policyTargets[name, default: []].insert(key)
-            changes.append(Self.record(Kind.policyTargets, name, state.policyTargets[name] ?? []))
+            if state.attach(policy: name, to: key) { changes.append(Self.link(Kind.policyTarget, name, key, present: true)) }
         }
     }
 
@@ -171,10 +169,10 @@ extension Registry {
         let key = try Self.targetKey(target)
         try await mutate(caller, "DetachPolicy", "policy/\(name)") { state, changes in
             guard state.policies[name] != nil else { throw RegistryError.notFound("policy", name) }
-            guard state.policyTargets[name]?.remove(key) != nil else {
+            guard state.detach(policy: name, from: key) else {
                 throw RegistryError.invalid("policy \(name) is not attached to \(target)")
             }
-            changes.append(Self.record(Kind.policyTargets, name, state.policyTargets[name] ?? []))
+            changes.append(Self.link(Kind.policyTarget, name, key, present: false))
         }
     }
 
@@ -182,7 +180,7 @@ extension Registry {
         let key = try Self.targetKey(target)
         let state = snapshot
         try Self.checkTarget(key, state)
-        return state.policyTargets.filter { $0.value.contains(key) }.keys.sorted().compactMap { state.policies[$0] }
+        return state.policyNames(attachedTo: key).compactMap { state.policies[$0] }
     }
 
     /// The targets as keys ("cert/ID", "thinggroup/NAME").
@@ -200,14 +198,17 @@ extension Registry {
             guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
             guard state.certificates[id] != nil else { throw RegistryError.notFound("certificate", id) }
             let others = state.things(ofCertificate: id).filter { $0 != thing }
+            let attachedHere = state.thingPrincipals[thing]?.contains(id) == true
             if let holder = others.first(where: { state.exclusivePrincipals[$0]?.contains(id) == true }) {
                 throw RegistryError.invalid("certificate \(id) is attached to thing \(holder) as EXCLUSIVE_THING; detach it there first")
             }
             if exclusive, let other = others.first {
                 throw RegistryError.invalid("certificate \(id) is attached to thing \(other); an EXCLUSIVE_THING principal has only one thing")
             }
-            state.thingPrincipals[thing, default: []].insert(id)
-            changes.append(Self.record(Kind.thingPrincipals, thing, state.thingPrincipals[thing] ?? []))
+            if !attachedHere {
+                state.attach(certificate: id, toThing: thing)
+                changes.append(Self.record(Kind.thingPrincipals, thing, state.thingPrincipals[thing] ?? []))
+            }
             let wasExclusive = state.exclusivePrincipals[thing]?.contains(id) == true
             if exclusive != wasExclusive {
                 if exclusive { state.exclusivePrincipals[thing, default: []].insert(id) } else { state.exclusivePrincipals[thing]?.remove(id) }
@@ -220,7 +221,7 @@ extension Registry {
         let id = try Self.certificateTarget(principal)
         try await mutate(caller, "DetachThingPrincipal", thing) { state, changes in
             guard state.things[thing] != nil else { throw RegistryError.notFound("thing", thing) }
-            guard state.thingPrincipals[thing]?.remove(id) != nil else {
+            guard state.detach(certificate: id, fromThing: thing) else {
                 throw RegistryError.notFound("attachment of certificate \(id) to thing", thing)
             }
             changes.append(Self.record(Kind.thingPrincipals, thing, state.thingPrincipals[thing] ?? []))

@@ -34,18 +34,45 @@ extension Registry {
     static func page<Item: Sendable>(_ items: [Item], key: (Item) -> String, maxResults: Int?, nextToken: String?) throws -> Page<Item> {
         let limit = maxResults ?? 100
         guard (1...250).contains(limit) else { throw RegistryError.invalid("maxResults must be between 1 and 250") }
-        var after: String?
-        if let nextToken {
-            guard let data = Data(base64Encoded: nextToken), let key = String(data: data, encoding: .utf8) else {
-                throw RegistryError.invalid("nextToken is not one that this API returned")
-            }
-            after = key
-        }
+        let after = try pageToken(nextToken)
         let sorted = items.sorted { key($0) < key($1) }
         let rest = after.map { after in sorted.filter { key($0) > after } } ?? sorted
         let page = Array(rest.prefix(limit))
         let token = rest.count > limit ? page.last.map { Data(key($0).utf8).base64EncodedString() } : nil
         return Page(items: page, nextToken: token)
+    }
+
+    static func pageToken(_ nextToken: String?) throws -> String? {
+        guard let nextToken else { return nil }
+        guard let data = Data(base64Encoded: nextToken), let key = String(data: data, encoding: .utf8) else {
+            throw RegistryError.invalid("nextToken is not one that this API returned")
+        }
+        return key
+    }
+
+    /// Pages through the stored records of `kind` whose keys start with `prefix`, in key order,
+    /// with what `pick` makes of each key (nil skips it). The store reads the keys from its
+    /// index a batch at a time, so a page costs what it holds and what `pick` skips, not what
+    /// the registry holds. The token is the last key of the page, without the prefix.
+    func pageOfStoredKeys<Item: Sendable>(
+        _ kind: String, prefix: String = "", maxResults: Int?, nextToken: String?, pick: (String) -> Item?
+    ) throws -> Page<Item> {
+        let limit = maxResults ?? 100
+        guard (1...250).contains(limit) else { throw RegistryError.invalid("maxResults must be between 1 and 250") }
+        var after = try Self.pageToken(nextToken).map { prefix + $0 }
+        var items: [(key: String, item: Item)] = []
+        scan: while items.count <= limit {
+            let keys = try store.keys(kind: kind, prefix: prefix, after: after, limit: 256)
+            for key in keys {
+                if let item = pick(String(key.dropFirst(prefix.count))) { items.append((key, item)) }
+                if items.count > limit { break scan }
+            }
+            guard keys.count == 256, let last = keys.last else { break }
+            after = last
+        }
+        let page = items.prefix(limit)
+        let token = items.count > limit ? page.last.map { Data($0.key.dropFirst(prefix.count).utf8).base64EncodedString() } : nil
+        return Page(items: page.map(\.item), nextToken: token)
     }
 
     public static func pageOfStrings(_ items: [String], maxResults: Int?, nextToken: String?) throws -> Page<String> {
@@ -78,10 +105,9 @@ extension Registry {
                 }
                 return existing
             }
-            var thing = Thing(name: name, id: UUID().uuidString.lowercased(), typeName: typeName, attributes: attributes,
-                              version: 1, createdAt: Date().timeIntervalSince1970)
-            if let billingGroupName { Self.move(&thing, toBillingGroup: billingGroupName, &state) }
-            state.things[name] = thing
+            let thing = Thing(name: name, id: UUID().uuidString.lowercased(), typeName: typeName, attributes: attributes,
+                              version: 1, createdAt: Date().timeIntervalSince1970, billingGroupName: billingGroupName)
+            state.put(thing)
             changes.append(Self.record(Kind.thing, name, thing))
             return thing
         }
@@ -120,7 +146,7 @@ extension Registry {
                 thing.attributes = merged
             }
             thing.version += 1
-            state.things[name] = thing
+            state.put(thing)
             changes.append(Self.record(Kind.thing, name, thing))
         }
     }
@@ -136,14 +162,13 @@ extension Registry {
                 // AWS's text, which clients match on.
                 throw RegistryError.invalid("Cannot delete. Thing \(name) is still attached to one or more principals")
             }
-            state.things[name] = nil
+            state.removeThing(name)
             changes.append(Self.removal(Kind.thing, name))
-            if let billing = thing.billingGroupName { state.billingGroupMembers[billing]?.remove(name) }
             if state.exclusivePrincipals.removeValue(forKey: name) != nil { changes.append(Self.removal(Kind.exclusivePrincipals, name)) }
             Self.dropTags(of: "thing/\(name)", &state, &changes)
-            for (group, members) in state.groupMembers where members.contains(name) {
-                state.groupMembers[group]?.remove(name)
-                changes.append(Self.record(Kind.groupMembers, group, state.groupMembers[group] ?? []))
+            for group in (state.directGroups[name] ?? []).sorted() {
+                state.remove(thing: name, fromGroup: group)
+                changes.append(Self.link(Kind.groupMember, group, name, present: false))
             }
         }
     }
@@ -167,17 +192,18 @@ extension Registry {
         if filter.attributeValue != nil && filter.attributeName == nil {
             throw RegistryError.invalid("attributeValue needs attributeName")
         }
-        let things = snapshot.things.values.filter { thing in
-            if let typeName = filter.typeName, thing.typeName != typeName { return false }
+        let state = snapshot
+        return try pageOfStoredKeys(Kind.thing, maxResults: maxResults, nextToken: nextToken) { name in
+            guard let thing = state.things[name] else { return nil }
+            if let typeName = filter.typeName, thing.typeName != typeName { return nil }
             if let name = filter.attributeName {
-                guard let value = thing.attributes[name] else { return false }
+                guard let value = thing.attributes[name] else { return nil }
                 if let wanted = filter.attributeValue {
-                    return filter.usePrefixAttributeValue ? value.hasPrefix(wanted) : value == wanted
+                    return (filter.usePrefixAttributeValue ? value.hasPrefix(wanted) : value == wanted) ? thing : nil
                 }
             }
-            return true
+            return thing
         }
-        return try Self.page(things, key: \.name, maxResults: maxResults, nextToken: nextToken)
     }
 
     // MARK: Thing types
@@ -230,7 +256,7 @@ extension Registry {
             guard type.deprecated else {
                 throw RegistryError.invalid("thing type \(name) must be deprecated before it is deleted")
             }
-            let users = state.things.values.filter { $0.typeName == name }.count
+            let users = state.typeMembers[name]?.count ?? 0
             guard users == 0 else {
                 throw RegistryError.invalid("thing type \(name) is still used by \(users) thing(s)")
             }

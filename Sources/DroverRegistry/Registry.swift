@@ -1,77 +1,17 @@
 import DroverPolicy
 import Foundation
+import HashTreeCollections
 import Logging
 import NIOConcurrencyHelpers
 
-/// Everything the registry holds, as one value: readers take a snapshot, writers replace it.
-public struct RegistryState: Sendable {
-    public var things: [String: Thing] = [:]
-    public var thingTypes: [String: ThingType] = [:]
-    public var accessKeys: [String: AccessKey] = [:]
-    public var certificates: [String: CertificateRecord] = [:]
-    public var caCertificates: [String: CACertificateRecord] = [:]
-    public var policies: [String: PolicyRecord] = [:]
-    /// The default version of each policy, parsed once.
-    public var parsedPolicies: [String: PolicyDocument] = [:]
-    /// Thing name → ids of the certificates attached to it.
-    public var thingPrincipals: [String: Set<String>] = [:]
-    /// Policy name → targets: "cert/ID" for certificates, "thinggroup/NAME" for groups.
-    public var policyTargets: [String: Set<String>] = [:]
-    public var thingGroups: [String: ThingGroup] = [:]
-    /// Group name → names of the things in it (directly).
-    public var groupMembers: [String: Set<String>] = [:]
-    public var billingGroups: [String: BillingGroup] = [:]
-    /// Billing group name → its things; derived from `Thing.billingGroupName` (not stored).
-    public var billingGroupMembers: [String: Set<String>] = [:]
-    /// Thing name → the certificates attached to it as EXCLUSIVE_THING (the others are
-    /// NON_EXCLUSIVE_THING).
-    public var exclusivePrincipals: [String: Set<String>] = [:]
-    /// Resource ("thing/NAME", "policy/NAME", ...: the ARN's resource part) → its tags.
-    public var tags: [String: [String: String]] = [:]
-    public var roleAliases: [String: RoleAlias] = [:]
-    /// "CERTIFICATE_ID/ROLE_ALIAS" → the temporary key issued for it; derived (not stored).
-    public var temporaryKeys: [String: String] = [:]
-
-    public init() {}
-
-    /// The things a certificate is attached to.
-    public func things(ofCertificate id: String) -> [String] {
-        thingPrincipals.compactMap { $0.value.contains(id) ? $0.key : nil }.sorted()
-    }
-
-    /// The policies attached to any of `targets` ("cert/ID", "thinggroup/NAME"), parsed, in name order.
-    public func policies(attachedTo targets: Set<String>) -> [NamedPolicy] {
-        policyTargets.filter { !$0.value.isDisjoint(with: targets) }.keys.sorted().compactMap { name in
-            parsedPolicies[name].map { NamedPolicy(name: name, document: $0) }
-        }
-    }
-
-    /// A group and its ancestors, from the group up to the root.
-    public func lineage(ofGroup name: String) -> [ThingGroup] {
-        var result: [ThingGroup] = []
-        var next: String? = name
-        while let current = next, let group = thingGroups[current], result.count < 16 {
-            result.append(group)
-            next = group.parent
-        }
-        return result
-    }
-
-    /// The groups a thing is in directly, and their ancestors.
-    public func groups(ofThing thing: String) -> Set<String> {
-        var names = Set<String>()
-        for (group, members) in groupMembers where members.contains(thing) {
-            for ancestor in lineage(ofGroup: group) { names.insert(ancestor.name) }
-        }
-        return names
-    }
-
-    /// A group's attributes with those inherited from its ancestors (the nearest wins).
-    public func effectiveAttributes(ofGroup name: String) -> [String: String] {
-        var attributes: [String: String] = [:]
-        for group in lineage(ofGroup: name).reversed() { attributes.merge(group.attributes) { _, new in new } }
-        return attributes
-    }
+/// One change of the registry, as its listeners see it.
+public struct RegistryUpdate: Sendable {
+    /// The state before the change.
+    public var previous: RegistryState
+    /// The state after it.
+    public var state: RegistryState
+    /// The records the change wrote or removed.
+    public var changes: [RegistryRecordChange]
 }
 
 /// Who asked, for the audit log and the ARNs of the answer.
@@ -106,7 +46,7 @@ public final class Registry: @unchecked Sendable {
     private let lock = NIOLock()
     private var state: RegistryState
     private let queue = DispatchQueue(label: "drover.registry.writer")
-    private let listeners = NIOLockedValueBox<[@Sendable (RegistryState, [RegistryRecordChange]) -> Void]>([])
+    private let listeners = NIOLockedValueBox<[@Sendable (RegistryUpdate) -> Void]>([])
     /// Each access key's parsed policy, kept while its text stays the same.
     let keyPolicies = NIOLockedValueBox<[String: (text: String, policy: APIPolicy?)]>([:])
 
@@ -114,15 +54,22 @@ public final class Registry: @unchecked Sendable {
         self.configuration = configuration
         self.store = store
         self.logger = logger
-        self.state = try Registry.load(try store.loadAll())
+        let (state, upgrade) = try Registry.load(try store.loadAll())
+        self.state = state
+        if !upgrade.isEmpty {
+            let entry = AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "UpgradeRecords",
+                                   resource: "registry", outcome: "success",
+                                   message: "\(upgrade.count) records rewritten in the current layout")
+            try store.apply(upgrade, audit: entry)
+        }
     }
 
     /// The current state; cheap (copy on write).
     public var snapshot: RegistryState { lock.withLock { state } }
 
-    /// Calls `listener` after every change, with the new state and the records that changed, on
-    /// the registry's writer queue.
-    public func onChange(_ listener: @escaping @Sendable (RegistryState, [RegistryRecordChange]) -> Void) {
+    /// Calls `listener` after every change, with the states before and after and the records
+    /// that changed, on the registry's writer queue.
+    public func onChange(_ listener: @escaping @Sendable (RegistryUpdate) -> Void) {
         listeners.withLockedValue { $0.append(listener) }
     }
 
@@ -135,7 +82,8 @@ public final class Registry: @unchecked Sendable {
     ) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             queue.async { [self] in
-                var copy = lock.withLock { state }
+                let previous = lock.withLock { state }
+                var copy = previous
                 var changes: [RegistryRecordChange] = []
                 let now = Date().timeIntervalSince1970
                 do {
@@ -145,7 +93,8 @@ public final class Registry: @unchecked Sendable {
                     try store.apply(changes, audit: entry)
                     lock.withLock { state = copy }
                     if !changes.isEmpty {
-                        for listener in listeners.withLockedValue({ $0 }) { listener(copy, changes) }
+                        let update = RegistryUpdate(previous: previous, state: copy, changes: changes)
+                        for listener in listeners.withLockedValue({ $0 }) { listener(update) }
                     }
                     continuation.resume(returning: result)
                 } catch let error as RegistryError {
@@ -244,11 +193,18 @@ public final class Registry: @unchecked Sendable {
         public static let policy = "policy"
         /// Key: thing name; value: the certificate ids attached.
         public static let thingPrincipals = "thing-principals"
-        /// Key: policy name; value: its targets.
-        public static let policyTargets = "policy-targets"
+        /// Key: "POLICY/TARGET" (a policy name holds no '/'); value: `{}`. One record per link,
+        /// so that attaching a policy to its millionth certificate writes one small record.
+        public static let policyTarget = "policy-target"
+        /// Before the storage spine: key: policy name; value: all its targets. Read once and
+        /// rewritten as `policyTarget` records.
+        static let legacyPolicyTargets = "policy-targets"
         public static let thingGroup = "thing-group"
-        /// Key: group name; value: the names of its things.
-        public static let groupMembers = "group-members"
+        /// Key: "GROUP/THING" (names hold no '/'); value: `{}`. One record per member.
+        public static let groupMember = "group-member"
+        /// Before the storage spine: key: group name; value: all its things. Rewritten as
+        /// `groupMember` records.
+        static let legacyGroupMembers = "group-members"
         public static let billingGroup = "billing-group"
         /// Key: thing name; value: the certificate ids attached exclusively.
         public static let exclusivePrincipals = "exclusive-principals"
@@ -269,36 +225,70 @@ public final class Registry: @unchecked Sendable {
         RegistryRecordChange(kind: kind, key: key, value: nil)
     }
 
-    private static func load(_ records: [String: [String: [UInt8]]]) throws -> RegistryState {
+    /// A link record: "POLICY/TARGET" or "GROUP/THING".
+    static func link(_ kind: String, _ from: String, _ to: String, present: Bool) -> RegistryRecordChange {
+        RegistryRecordChange(kind: kind, key: from + "/" + to, value: present ? Array("{}".utf8) : nil)
+    }
+
+    static func splitLink(_ key: String) -> (String, String)? {
+        guard let slash = key.firstIndex(of: "/") else { return nil }
+        return (String(key[..<slash]), String(key[key.index(after: slash)...]))
+    }
+
+    /// The state from the stored records, and the rewrites that bring records of an older
+    /// layout to the current one (to be applied before anything else is written).
+    static func load(_ records: [String: [String: [UInt8]]]) throws -> (RegistryState, [RegistryRecordChange]) {
         let decoder = JSONDecoder()
-        func all<T: Decodable>(_ kind: String, _ type: T.Type) throws -> [String: T] {
-            try (records[kind] ?? [:]).mapValues { try decoder.decode(T.self, from: Data($0)) }
+        func each<T: Decodable>(_ kind: String, _ type: T.Type, _ body: (String, T) -> Void) throws {
+            for (key, bytes) in records[kind] ?? [:] { body(key, try decoder.decode(T.self, from: Data(bytes))) }
         }
         var state = RegistryState()
-        state.things = try all(Kind.thing, Thing.self)
-        state.thingTypes = try all(Kind.thingType, ThingType.self)
-        state.accessKeys = try all(Kind.accessKey, AccessKey.self)
-        state.certificates = try all(Kind.certificate, CertificateRecord.self)
-        state.caCertificates = try all(Kind.caCertificate, CACertificateRecord.self)
-        state.policies = try all(Kind.policy, PolicyRecord.self)
-        for (name, policy) in state.policies {
+        var upgrade: [RegistryRecordChange] = []
+        try each(Kind.thing, Thing.self) { state.put($1) }
+        try each(Kind.thingType, ThingType.self) { state.thingTypes[$0] = $1 }
+        try each(Kind.accessKey, AccessKey.self) { state.accessKeys[$0] = $1 }
+        try each(Kind.certificate, CertificateRecord.self) { state.certificates[$0] = $1 }
+        try each(Kind.caCertificate, CACertificateRecord.self) { state.caCertificates[$0] = $1 }
+        try each(Kind.policy, PolicyRecord.self) { name, policy in
+            state.policies[name] = policy
             if case .success(let document) = PolicyDocument.parse(policy.defaultDocument) { state.parsedPolicies[name] = document }
         }
-        state.thingPrincipals = try all(Kind.thingPrincipals, Set<String>.self).filter { !$0.value.isEmpty }
-        state.policyTargets = try all(Kind.policyTargets, Set<String>.self).filter { !$0.value.isEmpty }
-        state.thingGroups = try all(Kind.thingGroup, ThingGroup.self)
-        state.groupMembers = try all(Kind.groupMembers, Set<String>.self).filter { !$0.value.isEmpty }
-        state.billingGroups = try all(Kind.billingGroup, BillingGroup.self)
-        for thing in state.things.values {
-            if let group = thing.billingGroupName { state.billingGroupMembers[group, default: []].insert(thing.name) }
+        try each(Kind.thingPrincipals, Set<String>.self) { thing, ids in
+            for id in ids { state.attach(certificate: id, toThing: thing) }
         }
-        state.exclusivePrincipals = try all(Kind.exclusivePrincipals, Set<String>.self).filter { !$0.value.isEmpty }
-        state.tags = try all(Kind.tags, [String: String].self).filter { !$0.value.isEmpty }
-        state.roleAliases = try all(Kind.roleAlias, RoleAlias.self)
+        try each(Kind.thingGroup, ThingGroup.self) { state.put($1) }
+        for key in (records[Kind.groupMember] ?? [:]).keys {
+            if let (group, thing) = splitLink(key) { state.add(thing: thing, toGroup: group) }
+        }
+        for key in (records[Kind.policyTarget] ?? [:]).keys {
+            if let (policy, target) = splitLink(key) { state.attach(policy: policy, to: target) }
+        }
+        try each(Kind.legacyGroupMembers, Set<String>.self) { group, things in
+            for thing in things.sorted() {
+                state.add(thing: thing, toGroup: group)
+                upgrade.append(link(Kind.groupMember, group, thing, present: true))
+            }
+            upgrade.append(removal(Kind.legacyGroupMembers, group))
+        }
+        try each(Kind.legacyPolicyTargets, Set<String>.self) { policy, targets in
+            for target in targets.sorted() {
+                state.attach(policy: policy, to: target)
+                upgrade.append(link(Kind.policyTarget, policy, target, present: true))
+            }
+            upgrade.append(removal(Kind.legacyPolicyTargets, policy))
+        }
+        try each(Kind.billingGroup, BillingGroup.self) { state.billingGroups[$0] = $1 }
+        try each(Kind.exclusivePrincipals, Set<String>.self) { thing, ids in
+            if !ids.isEmpty { state.exclusivePrincipals[thing] = ids }
+        }
+        try each(Kind.tags, [String: String].self) { resource, tags in
+            if !tags.isEmpty { state.tags[resource] = tags }
+        }
+        try each(Kind.roleAlias, RoleAlias.self) { state.roleAliases[$0] = $1 }
         for key in state.accessKeys.values where key.active {
             if let pair = key.issuedFor { state.temporaryKeys[pair] = key.id }
         }
-        return state
+        return (state, upgrade)
     }
 
     // MARK: ARNs

@@ -21,6 +21,9 @@ public protocol RegistryStore: Sendable {
     /// Every record, by kind, then key.
     func loadAll() throws -> [String: [String: [UInt8]]]
     func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws
+    /// Up to `limit` keys of `kind` that start with `prefix` and sort after `after` (all from
+    /// the first when nil), in byte order, from an index: the cost is the keys returned.
+    func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String]
     func appendAudit(_ entry: AuditEntry) throws
     func queryAudit(_ query: AuditQuery) throws -> [AuditEntry]
     /// Closes the store; called once, when the server stops.
@@ -50,6 +53,14 @@ public final class InMemoryRegistryStore: RegistryStore {
     }
 
     public func appendAudit(_ entry: AuditEntry) throws { try apply([], audit: entry) }
+
+    /// Sorts on every call: this store is for tests and small fleets.
+    public func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String] {
+        let all = state.withLockedValue { Array(($0.records[kind] ?? [:]).keys) }
+        let from = after ?? ""
+        return Array(all.filter { $0.hasPrefix(prefix) && Array($0.utf8).lexicographicallyPrecedes(Array(from.utf8)) == false && $0 != from }
+            .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }.prefix(limit))
+    }
 
     public func queryAudit(_ query: AuditQuery) throws -> [AuditEntry] {
         state.withLockedValue { state in

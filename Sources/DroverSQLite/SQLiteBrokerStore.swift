@@ -40,7 +40,7 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
 
     private typealias Completion = @Sendable (Result<Void, any Swift.Error>) -> Void
 
-    private let database: DatabaseQueue
+    private let database: any DatabaseWriter
     private let writer = DispatchQueue(label: "drover.sqlite.writer")
     private let lock = NIOLock()
     private var pending: [([BrokerStoreChange], Completion)] = []
@@ -48,13 +48,15 @@ public final class SQLiteBrokerStore: BrokerStore, @unchecked Sendable {
     private let logger: Logger
 
     /// Opens (or creates) the database at `path`. A file that is not a Drover database, or a
-    /// missing file in a data directory that had one, is an error: never a silent empty broker.
-    public init(path: String, durability: Durability, logger: Logger) throws {
+    /// missing file where `mustExist` says there was one, is an error: never a silent empty
+    /// broker. (The control-plane database remembers that the broker's file was made.)
+    public init(path: String, durability: Durability, logger: Logger, mustExist: Bool = false) throws {
         self.logger = logger
         let synchronous = durability.mode == .fsync ? "FULL" : "NORMAL"
         do {
             database = try SQLiteDatabase.open(
-                path: path, label: "drover.broker", what: "broker database", synchronous: synchronous, migrator: Self.migrator)
+                path: path, label: "drover.broker", what: "broker database", synchronous: synchronous, migrator: Self.migrator,
+                mustExist: mustExist)
         } catch {
             throw Error(description: "\(error)")
         }

@@ -2,18 +2,19 @@ import Foundation
 import GRDB
 
 /// Opening a Drover database file: private (0600, with its -wal and -shm), WAL mode, migrated,
-/// checked. A marker file remembers that the data directory had the database, so that a missing
-/// file is an error rather than a silently empty start.
+/// checked.
 enum SQLiteDatabase {
     struct OpenError: Error, CustomStringConvertible {
         var description: String
     }
 
-    static func open(path: String, label: String, what: String, synchronous: String, migrator: DatabaseMigrator) throws -> DatabaseQueue {
-        let marker = path + ".created"
+    /// `mustExist`: the data directory is known to have had this database (the other database
+    /// says so), so a missing file is an error rather than a silently empty start.
+    static func open(path: String, label: String, what: String, synchronous: String, migrator: DatabaseMigrator,
+                     mustExist: Bool = false, pool: Bool = false) throws -> any DatabaseWriter {
         let exists = FileManager.default.fileExists(atPath: path)
-        if !exists && FileManager.default.fileExists(atPath: marker) {
-            throw OpenError(description: "\(what) \(path) is missing, but this data directory had one (\(marker)); restore it, or remove the marker to start empty")
+        if !exists && mustExist {
+            throw OpenError(description: "\(what) \(path) is missing, but this data directory had one; restore it from a backup, or start with an empty data directory")
         }
         if !exists {
             // Created private first: SQLite gives its -wal and -shm files the database's mode.
@@ -21,20 +22,22 @@ enum SQLiteDatabase {
         }
         var configuration = Configuration()
         configuration.label = label
+        // Another process on the same file (a second node) holds the write lock for a moment.
+        configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+            }
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
-        let database: DatabaseQueue
+        let database: any DatabaseWriter
         do {
-            database = try DatabaseQueue(path: path, configuration: configuration)
+            database = pool ? try DatabasePool(path: path, configuration: configuration)
+                : try DatabaseQueue(path: path, configuration: configuration)
             try migrator.migrate(database)
             _ = try database.read { db in try Int.fetchOne(db, sql: "PRAGMA quick_check") }
         } catch {
             throw OpenError(description: "cannot open the \(what) \(path): \(error)")
-        }
-        if !exists {
-            _ = FileManager.default.createFile(atPath: marker, contents: Data(), attributes: [.posixPermissions: 0o600])
         }
         for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
             try? FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)

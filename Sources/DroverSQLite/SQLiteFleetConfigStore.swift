@@ -1,51 +1,24 @@
 import DroverFleetConfig
+import DroverRegistry
 import Foundation
 import GRDB
 
-/// Fleet configuration's records in SQLite (WAL), behind ``FleetConfigStore``: templates,
-/// versions, deployments, factory defaults and which revision each member holds. Each `apply`
-/// is one transaction; a rollout stores a whole batch of members in one.
+/// Fleet configuration's records in the control-plane database, behind ``FleetConfigStore``:
+/// templates, versions, deployments, factory defaults and which revision each member holds.
+/// Each `apply` is one transaction with its audit entry and change-feed rows; a rollout stores
+/// a whole batch of members in one.
 public final class SQLiteFleetConfigStore: FleetConfigStore {
-    public struct Error: Swift.Error, CustomStringConvertible {
-        public var description: String
-    }
+    private let database: any DatabaseWriter
+    static let feature = "config"
 
-    private let database: DatabaseQueue
-
-    public init(path: String, durability: SQLiteBrokerStore.Durability) throws {
-        do {
-            database = try SQLiteDatabase.open(
-                path: path, label: "drover.config", what: "configuration database",
-                synchronous: durability == .fsync ? "FULL" : "NORMAL", migrator: Self.migrator)
-        } catch {
-            throw Error(description: "\(error)")
-        }
-    }
-
-    /// An in-memory database, for tests.
-    public init() throws {
-        database = try DatabaseQueue()
-        try Self.migrator.migrate(database)
-    }
-
-    /// Append-only: a shipped migration is never edited.
-    private static var migrator: DatabaseMigrator {
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
-            try db.create(table: "record") { t in
-                t.column("kind", .text).notNull()
-                t.column("key", .text).notNull()
-                t.column("value", .blob).notNull()
-                t.primaryKey(["kind", "key"])
-            }
-        }
-        return migrator
+    init(database: any DatabaseWriter) {
+        self.database = database
     }
 
     public func loadAll() throws -> [String: [String: [UInt8]]] {
         try database.read { db in
             var records: [String: [String: [UInt8]]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT kind, key, value FROM record") {
+            for row in try Row.fetchAll(db, sql: "SELECT kind, key, value FROM config_record") {
                 let value: Data = row["value"]
                 records[row["kind"], default: [:]][row["key"]] = Array(value)
             }
@@ -53,22 +26,21 @@ public final class SQLiteFleetConfigStore: FleetConfigStore {
         }
     }
 
-    public func apply(_ changes: [ConfigRecordChange]) throws {
-        guard !changes.isEmpty else { return }
+    public func apply(_ changes: [ConfigRecordChange], audit: AuditEntry?) throws {
+        guard !changes.isEmpty || audit != nil else { return }
+        let time = audit?.time ?? Date().timeIntervalSince1970
         try database.write { db in
             for change in changes {
                 if let value = change.value {
-                    try db.execute(sql: "INSERT OR REPLACE INTO record (kind, key, value) VALUES (?, ?, ?)",
+                    try db.execute(sql: "INSERT OR REPLACE INTO config_record (kind, key, value) VALUES (?, ?, ?)",
                                    arguments: [change.kind, change.key, Data(value)])
                 } else {
-                    try db.execute(sql: "DELETE FROM record WHERE kind = ? AND key = ?", arguments: [change.kind, change.key])
+                    try db.execute(sql: "DELETE FROM config_record WHERE kind = ? AND key = ?", arguments: [change.kind, change.key])
                 }
+                try ChangeFeed.append(db, feature: Self.feature, kind: change.kind, key: change.key, time: time)
             }
+            try ChangeFeed.prune(db, added: changes.count)
+            if let audit { try SQLiteRegistryStore.insert(audit, db) }
         }
-    }
-
-    public func close() {
-        try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-        try? database.close()
     }
 }

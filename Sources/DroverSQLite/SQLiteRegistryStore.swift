@@ -2,64 +2,22 @@ import DroverRegistry
 import Foundation
 import GRDB
 
-/// The registry's records and the audit log in SQLite (WAL), behind ``RegistryStore``. Each
-/// `apply` is one transaction. Control-plane writes are rare next to MQTT traffic, so there is
-/// no group commit here: the registry's writer queue calls in one change at a time.
+/// The registry's records and the audit log in the control-plane database, behind
+/// ``RegistryStore``. Each `apply` is one transaction: the records, the audit entry and one
+/// change-feed row per record. The registry's writer queue calls in one change at a time.
 public final class SQLiteRegistryStore: RegistryStore {
-    public struct Error: Swift.Error, CustomStringConvertible {
-        public var description: String
-    }
+    private let database: any DatabaseWriter
+    static let feature = "registry"
 
-    private let database: DatabaseQueue
-
-    public init(path: String, durability: SQLiteBrokerStore.Durability) throws {
-        do {
-            database = try SQLiteDatabase.open(
-                path: path, label: "drover.registry", what: "registry database",
-                synchronous: durability == .fsync ? "FULL" : "NORMAL", migrator: Self.migrator)
-        } catch {
-            throw Error(description: "\(error)")
-        }
-    }
-
-    public func close() {
-        try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-        try? database.close()
-    }
-
-    /// An in-memory database, for tests.
-    public init() throws {
-        database = try DatabaseQueue()
-        try Self.migrator.migrate(database)
-    }
-
-    /// Append-only: a shipped migration is never edited.
-    private static var migrator: DatabaseMigrator {
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
-            try db.create(table: "record") { t in
-                t.column("kind", .text).notNull()
-                t.column("key", .text).notNull()
-                t.column("value", .blob).notNull()
-                t.primaryKey(["kind", "key"])
-            }
-            try db.create(table: "audit") { t in
-                t.autoIncrementedPrimaryKey("id")
-                t.column("time", .double).notNull().indexed()
-                t.column("principal", .text).notNull().indexed()
-                t.column("operation", .text).notNull()
-                t.column("resource", .text).notNull().indexed()
-                t.column("outcome", .text).notNull()
-                t.column("message", .text)
-            }
-        }
-        return migrator
+    init(database: any DatabaseWriter) {
+        self.database = database
     }
 
     public func loadAll() throws -> [String: [String: [UInt8]]] {
         try database.read { db in
             var records: [String: [String: [UInt8]]] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT kind, key, value FROM record") {
+            let rows = try Row.fetchCursor(db, sql: "SELECT kind, key, value FROM record")
+            while let row = try rows.next() {
                 let value: Data = row["value"]
                 records[row["kind"], default: [:]][row["key"]] = Array(value)
             }
@@ -68,6 +26,7 @@ public final class SQLiteRegistryStore: RegistryStore {
     }
 
     public func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws {
+        let time = audit?.time ?? Date().timeIntervalSince1970
         try database.write { db in
             for change in changes {
                 if let value = change.value {
@@ -76,8 +35,20 @@ public final class SQLiteRegistryStore: RegistryStore {
                 } else {
                     try db.execute(sql: "DELETE FROM record WHERE kind = ? AND key = ?", arguments: [change.kind, change.key])
                 }
+                try ChangeFeed.append(db, feature: Self.feature, kind: change.kind, key: change.key, time: time)
             }
+            try ChangeFeed.prune(db, added: changes.count)
             if let audit { try Self.insert(audit, db) }
+        }
+    }
+
+    public func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String] {
+        // Keys are ASCII names and ids; U+10FFFF sorts after every one that starts with `prefix`.
+        let from = after ?? prefix
+        return try database.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT key FROM record WHERE kind = ? AND key > ? AND key < ? ORDER BY key LIMIT ?
+                """, arguments: [kind, from, prefix + "\u{10FFFF}", limit])
         }
     }
 
@@ -85,7 +56,7 @@ public final class SQLiteRegistryStore: RegistryStore {
         try database.write { db in try Self.insert(entry, db) }
     }
 
-    private static func insert(_ entry: AuditEntry, _ db: Database) throws {
+    static func insert(_ entry: AuditEntry, _ db: Database) throws {
         try db.execute(
             sql: "INSERT INTO audit (time, principal, operation, resource, outcome, message) VALUES (?, ?, ?, ?, ?, ?)",
             arguments: [entry.time, entry.principal, entry.operation, entry.resource, entry.outcome, entry.message])
@@ -109,6 +80,20 @@ public final class SQLiteRegistryStore: RegistryStore {
                 entry.id = row["id"]
                 return entry
             }
+        }
+    }
+
+    /// The last number of the change feed (of every feature).
+    public func feedPosition() throws -> Int64 {
+        try database.read { db in try ChangeFeed.last(db) }
+    }
+
+    /// The registry's change rows after `sequence`, oldest first: (number, kind, key).
+    public func changes(after sequence: Int64, limit: Int) throws -> [(sequence: Int64, kind: String, key: String)] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT seq, kind, key FROM change WHERE feature = ? AND seq > ? ORDER BY seq LIMIT ?
+                """, arguments: [Self.feature, sequence, limit]).map { ($0["seq"], $0["kind"], $0["key"]) }
         }
     }
 }

@@ -2,38 +2,15 @@ import DroverShadowService
 import Foundation
 import GRDB
 
-/// Shadows in SQLite (WAL), behind ``ShadowStore``: one row per shadow, the document as the
-/// bytes DroverShadow stores, or NULL for a deleted one whose version is remembered.
+/// Shadows in the control-plane database, behind ``ShadowStore``: one row per shadow, the
+/// document as the bytes DroverShadow stores, or NULL for a deleted one whose version is
+/// remembered. Each write appends a change-feed row ("THING/NAME") in its transaction.
 public final class SQLiteShadowStore: ShadowStore {
-    public struct Error: Swift.Error, CustomStringConvertible {
-        public var description: String
-    }
+    private let database: any DatabaseWriter
+    static let feature = "shadow"
 
-    private let database: DatabaseQueue
-
-    public init(path: String, durability: SQLiteBrokerStore.Durability) throws {
-        do {
-            database = try SQLiteDatabase.open(
-                path: path, label: "drover.shadows", what: "shadow database",
-                synchronous: durability == .fsync ? "FULL" : "NORMAL", migrator: Self.migrator)
-        } catch {
-            throw Error(description: "\(error)")
-        }
-    }
-
-    /// Append-only: a shipped migration is never edited.
-    private static var migrator: DatabaseMigrator {
-        var migrator = DatabaseMigrator()
-        migrator.registerMigration("v1") { db in
-            try db.create(table: "shadow") { t in
-                t.column("thing", .text).notNull()
-                t.column("name", .text).notNull()
-                t.column("document", .blob)
-                t.column("version", .integer).notNull()
-                t.primaryKey(["thing", "name"])
-            }
-        }
-        return migrator
+    init(database: any DatabaseWriter) {
+        self.database = database
     }
 
     public func load(thing: String, name: String) throws -> (document: [UInt8]?, deletedVersion: Int) {
@@ -47,17 +24,21 @@ public final class SQLiteShadowStore: ShadowStore {
 
     public func apply(_ writes: [ShadowWrite]) throws {
         guard !writes.isEmpty else { return }
+        let time = Date().timeIntervalSince1970
         try database.write { db in
             for write in writes {
                 switch write {
                 case .save(let thing, let name, let document, let version):
                     try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, ?, ?)",
                                    arguments: [thing, name, Data(document), version])
+                    try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time)
                 case .delete(let thing, let name, let version):
                     try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, NULL, ?)",
                                    arguments: [thing, name, version])
+                    try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time)
                 }
             }
+            try ChangeFeed.prune(db, added: writes.count)
         }
     }
 
@@ -69,11 +50,9 @@ public final class SQLiteShadowStore: ShadowStore {
     }
 
     public func deleteAll(thing: String) throws {
-        try database.write { db in try db.execute(sql: "DELETE FROM shadow WHERE thing = ?", arguments: [thing]) }
-    }
-
-    public func close() {
-        try? database.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-        try? database.close()
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM shadow WHERE thing = ?", arguments: [thing])
+            try ChangeFeed.append(db, feature: Self.feature, kind: "shadows", key: thing, time: Date().timeIntervalSince1970)
+        }
     }
 }

@@ -114,7 +114,7 @@ struct SQLiteBrokerStoreTests {
         _ = try SQLiteBrokerStore(path: path, durability: .fsync, logger: Logger(label: "test"))
         try FileManager.default.removeItem(atPath: path)
         #expect {
-            _ = try SQLiteBrokerStore(path: path, durability: .fsync, logger: Logger(label: "test"))
+            _ = try SQLiteBrokerStore(path: path, durability: .fsync, logger: Logger(label: "test"), mustExist: true)
         } throws: { error in
             "\(error)".contains("missing")
         }
