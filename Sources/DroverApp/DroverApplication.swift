@@ -136,6 +136,11 @@ public struct DroverApplication: Sendable {
                 return affected && RegistryAccessControl.isRevoked(identity, in: state)
             }
         }
+        // Other processes on the same database: their registry changes are taken in (and heard
+        // by the listeners above) within the follow interval.
+        if stores.sqlite != nil {
+            deviceRegistry.follow(every: .milliseconds(Int(configuration.storageFollowInterval * 1000)))
+        }
         let issuing = ControlPlane.Issuing(
             authority: authority, authorityId: authorityInfo.certificateId,
             subject: CertificateSubject(commonName: configuration.deviceCertificateCommonName,
@@ -236,8 +241,8 @@ public struct DroverApplication: Sendable {
             let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
             let path = (configuration.dataDir as NSString).appendingPathComponent("broker.sqlite")
             let store = try SQLiteBrokerStore(path: path, durability: durability, logger: logger,
-                                              mustExist: stores.sqlite?.brokerStoreCreated ?? false)
-            try stores.sqlite?.markBrokerStoreCreated()
+                                              mustExist: stores.sqlite?.brokerStoreCreated(dataDir: configuration.dataDir) ?? false)
+            try stores.sqlite?.markBrokerStoreCreated(dataDir: configuration.dataDir)
             return store
         }
     }
@@ -326,7 +331,8 @@ public struct DroverApplication: Sendable {
                                       fleetConfig: InMemoryFleetConfigStore(auditLog: registry), sqlite: nil)
         default:
             let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
-            let database = try SQLiteControlPlane(dataDir: configuration.dataDir, durability: durability, logger: logger)
+            let database = try SQLiteControlPlane(dataDir: configuration.dataDir, path: configuration.storageDatabase,
+                                                  durability: durability, logger: logger)
             return ControlPlaneStores(registry: database.registry, shadows: database.shadows, fleetConfig: database.fleetConfig,
                                       sqlite: database)
         }

@@ -43,6 +43,12 @@ public struct DroverConfiguration: Sendable, Hashable {
     /// `fsync`: every group commit reaches the disk before acknowledgements go out. `normal`: the
     /// OS decides when; a process crash loses nothing, a power cut can lose the last commits.
     public var storageDurability = "fsync"
+    /// The control-plane database; nil: `DATA_DIR/drover.sqlite`. Several `drover serve`
+    /// processes, each with its own data directory (for the broker's sessions), can name one
+    /// file here and share the registry, shadows and configuration.
+    public var storageDatabase: String?
+    /// How often the control plane reads the changes other processes made to the database.
+    public var storageFollowInterval = 0.25
     /// The largest shadow document (and update request), in bytes. AWS allows 8 KB.
     public var shadowMaxDocumentSize = 65_536
     /// The largest shadow with its metadata, in bytes; nil: four times `shadowMaxDocumentSize`.
@@ -137,6 +143,16 @@ public struct DroverConfiguration: Sendable, Hashable {
                 throw Error(description: "storage.durability must be fsync or normal, not '\(value)'")
             }
             config.storageDurability = value
+        },
+        "storage.database": { config, value in
+            guard !value.isEmpty else { throw Error(description: "storage.database must be a file path") }
+            config.storageDatabase = value
+        },
+        "storage.follow_interval": { config, value in
+            guard let seconds = Double(value), seconds >= 0.01, seconds <= 60 else {
+                throw Error(description: "storage.follow_interval must be a number of seconds from 0.01 to 60, not '\(value)'")
+            }
+            config.storageFollowInterval = seconds
         },
         "api.account_id": { config, value in
             guard value.count == 12, value.allSatisfy(\.isNumber) else {

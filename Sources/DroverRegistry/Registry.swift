@@ -45,6 +45,9 @@ public final class Registry: @unchecked Sendable {
     let logger: Logger
     private let lock = NIOLock()
     private var state: RegistryState
+    /// The number of the last change-feed row that `state` holds; used on `queue` only.
+    private var position: Int64 = 0
+    private let follower = NIOLockedValueBox<(any DispatchSourceTimer)?>(nil)
     private let queue = DispatchQueue(label: "drover.registry.writer")
     private let listeners = NIOLockedValueBox<[@Sendable (RegistryUpdate) -> Void]>([])
     /// Each access key's parsed policy, kept while its text stays the same.
@@ -54,6 +57,9 @@ public final class Registry: @unchecked Sendable {
         self.configuration = configuration
         self.store = store
         self.logger = logger
+        // The position first: a change committed meanwhile is then taken in twice, which is
+        // harmless (each row sets a record to its current value), rather than missed.
+        self.position = try store.feedPosition()
         let (state, upgrade) = try Registry.load(try store.loadAll())
         self.state = state
         if !upgrade.isEmpty {
@@ -82,19 +88,12 @@ public final class Registry: @unchecked Sendable {
     ) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             queue.async { [self] in
-                let previous = lock.withLock { state }
-                var copy = previous
-                var changes: [RegistryRecordChange] = []
                 let now = Date().timeIntervalSince1970
                 do {
-                    let result = try body(&copy, &changes)
-                    let entry = AuditEntry(time: now, principal: caller.principal, operation: operation,
-                                           resource: resource, outcome: "success")
-                    try store.apply(changes, audit: entry)
-                    lock.withLock { state = copy }
-                    if !changes.isEmpty {
-                        let update = RegistryUpdate(previous: previous, state: copy, changes: changes)
-                        for listener in listeners.withLockedValue({ $0 }) { listener(update) }
+                    let result = try commit { state, changes in
+                        let result = try body(&state, &changes)
+                        return (result, AuditEntry(time: now, principal: caller.principal, operation: operation,
+                                                   resource: resource, outcome: "success"))
                     }
                     continuation.resume(returning: result)
                 } catch let error as RegistryError {
@@ -112,6 +111,88 @@ public final class Registry: @unchecked Sendable {
         }
     }
 
+    /// On the writer queue: one write transaction. It first takes in what other writers on the
+    /// same database committed since this registry last looked (so that `body` decides on the
+    /// current truth, under the database's write lock), then runs `body` on a copy, stores its
+    /// records and audit entry, and publishes the copy. If `body` refuses, the changes taken
+    /// in are still published.
+    private func commit<T>(_ body: (inout RegistryState, inout [RegistryRecordChange]) throws -> (T, AuditEntry?)) throws -> T {
+        let previous = lock.withLock { state }
+        var caughtUp = previous
+        var external: [RegistryRecordChange] = []
+        var outcome: (T, RegistryState, [RegistryRecordChange])?
+        do {
+            let newPosition = try store.write(after: position) { entries in
+                external = entries
+                for entry in entries { try caughtUp.apply(entry) }
+                var copy = caughtUp
+                var changes: [RegistryRecordChange] = []
+                let (result, audit) = try body(&copy, &changes)
+                outcome = (result, copy, changes)
+                return (changes, audit)
+            }
+            position = newPosition
+        } catch {
+            if !external.isEmpty {
+                // What others committed is true whatever became of this write.
+                publish(previous: previous, caughtUp, external)
+            }
+            throw error
+        }
+        guard let (result, copy, changes) = outcome else { throw RegistryError(.internalFailure, "the write did not run") }
+        publish(previous: previous, copy, external + changes)
+        return result
+    }
+
+    private func publish(previous: RegistryState, _ next: RegistryState, _ changes: [RegistryRecordChange]) {
+        lock.withLock { state = next }
+        guard !changes.isEmpty else { return }
+        let update = RegistryUpdate(previous: previous, state: next, changes: changes)
+        for listener in listeners.withLockedValue({ $0 }) { listener(update) }
+    }
+
+    /// Takes in what other writers on the same database committed (another `drover serve` on
+    /// it): their records are applied to the state and the listeners hear of them as of this
+    /// registry's own changes. Called every `interval` by ``follow(every:)``; a reader further
+    /// behind than the feed reaches reloads everything.
+    public func catchUp() {
+        queue.async { [self] in
+            do {
+                guard let (entries, newPosition) = try store.changes(after: position, limit: 10_000) else {
+                    logger.warning("the registry fell behind the change feed; reloading it")
+                    let records = try store.loadAll()
+                    let at = try store.feedPosition()
+                    let previous = lock.withLock { state }
+                    let (reloaded, _) = try Self.load(records)
+                    position = at
+                    // Every record may have changed: the listeners hear of them all.
+                    var changes: [RegistryRecordChange] = []
+                    for (kind, byKey) in records { for (key, value) in byKey { changes.append(.init(kind: kind, key: key, value: value)) } }
+                    for thing in previous.things.keys where reloaded.things[thing] == nil { changes.append(Self.removal(Kind.thing, thing)) }
+                    publish(previous: previous, reloaded, changes)
+                    return
+                }
+                guard newPosition > position else { return }
+                let previous = lock.withLock { state }
+                var next = previous
+                for entry in entries { try next.apply(entry) }
+                position = newPosition
+                publish(previous: previous, next, entries)
+            } catch {
+                logger.error("reading the registry's change feed failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Follows the change feed every `interval`, until the registry is closed.
+    public func follow(every interval: DispatchTimeInterval) {
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { [weak self] in self?.catchUp() }
+        timer.resume()
+        follower.withLockedValue { $0 = timer }
+    }
+
     /// Appends an audit entry in the order of the writes.
     func appendAudit(_ entry: AuditEntry) {
         queue.async { [self] in
@@ -123,6 +204,7 @@ public final class Registry: @unchecked Sendable {
 
     /// Closes the store after the writes already queued; nothing may change the registry after.
     public func close() {
+        follower.withLockedValue { $0?.cancel() }
         queue.sync { store.close() }
     }
 
@@ -130,35 +212,34 @@ public final class Registry: @unchecked Sendable {
     /// Synchronous, because it runs before the server serves anything.
     public func installAccessKey(_ key: AccessKey) throws -> Bool {
         try queue.sync {
-            var copy = lock.withLock { state }
-            if copy.accessKeys[key.id] == key { return false }
-            // A revoked key stays revoked, whatever the configuration still names.
-            if let existing = copy.accessKeys[key.id], !existing.active {
-                logger.warning("a configured access key was revoked and stays revoked", metadata: ["accessKeyId": "\(key.id)"])
-                return false
+            try commit { state, changes in
+                if state.accessKeys[key.id] == key { return (false, nil) }
+                // A revoked key stays revoked, whatever the configuration still names.
+                if let existing = state.accessKeys[key.id], !existing.active {
+                    logger.warning("a configured access key was revoked and stays revoked", metadata: ["accessKeyId": "\(key.id)"])
+                    return (false, nil)
+                }
+                state.accessKeys[key.id] = key
+                changes.append(Self.record(Kind.accessKey, key.id, key))
+                return (true, AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "CreateAccessKey",
+                                         resource: "access-key/\(key.id)", outcome: "success", message: key.name))
             }
-            copy.accessKeys[key.id] = key
-            let entry = AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "CreateAccessKey",
-                                   resource: "access-key/\(key.id)", outcome: "success", message: key.name)
-            try store.apply([Self.record(Kind.accessKey, key.id, key)], audit: entry)
-            lock.withLock { state = copy }
-            return true
         }
     }
 
     /// At start-up: registers Drover's own CA (ACTIVE, not deletable) unless it is there.
     public func installBuiltInCA(_ facts: CertificateFacts) throws {
         try queue.sync {
-            var copy = lock.withLock { state }
-            if copy.caCertificates[facts.id] != nil { return }
-            let record = CACertificateRecord(
-                id: facts.id, pem: facts.pem, status: "ACTIVE", subject: facts.subject, notBefore: facts.notBefore,
-                notAfter: facts.notAfter, createdAt: Date().timeIntervalSince1970, builtIn: true)
-            copy.caCertificates[facts.id] = record
-            let entry = AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "RegisterCACertificate",
-                                   resource: "cacert/\(facts.id)", outcome: "success", message: "built-in CA")
-            try store.apply([Self.record(Kind.caCertificate, facts.id, record)], audit: entry)
-            lock.withLock { state = copy }
+            try commit { state, changes in
+                if state.caCertificates[facts.id] != nil { return ((), nil) }
+                let record = CACertificateRecord(
+                    id: facts.id, pem: facts.pem, status: "ACTIVE", subject: facts.subject, notBefore: facts.notBefore,
+                    notAfter: facts.notAfter, createdAt: Date().timeIntervalSince1970, builtIn: true)
+                state.caCertificates[facts.id] = record
+                changes.append(Self.record(Kind.caCertificate, facts.id, record))
+                return ((), AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "RegisterCACertificate",
+                                       resource: "cacert/\(facts.id)", outcome: "success", message: "built-in CA"))
+            }
         }
     }
 
@@ -239,54 +320,29 @@ public final class Registry: @unchecked Sendable {
     /// layout to the current one (to be applied before anything else is written).
     static func load(_ records: [String: [String: [UInt8]]]) throws -> (RegistryState, [RegistryRecordChange]) {
         let decoder = JSONDecoder()
-        func each<T: Decodable>(_ kind: String, _ type: T.Type, _ body: (String, T) -> Void) throws {
-            for (key, bytes) in records[kind] ?? [:] { body(key, try decoder.decode(T.self, from: Data(bytes))) }
-        }
         var state = RegistryState()
         var upgrade: [RegistryRecordChange] = []
-        try each(Kind.thing, Thing.self) { state.put($1) }
-        try each(Kind.thingType, ThingType.self) { state.thingTypes[$0] = $1 }
-        try each(Kind.accessKey, AccessKey.self) { state.accessKeys[$0] = $1 }
-        try each(Kind.certificate, CertificateRecord.self) { state.certificates[$0] = $1 }
-        try each(Kind.caCertificate, CACertificateRecord.self) { state.caCertificates[$0] = $1 }
-        try each(Kind.policy, PolicyRecord.self) { name, policy in
-            state.policies[name] = policy
-            if case .success(let document) = PolicyDocument.parse(policy.defaultDocument) { state.parsedPolicies[name] = document }
-        }
-        try each(Kind.thingPrincipals, Set<String>.self) { thing, ids in
-            for id in ids { state.attach(certificate: id, toThing: thing) }
-        }
-        try each(Kind.thingGroup, ThingGroup.self) { state.put($1) }
-        for key in (records[Kind.groupMember] ?? [:]).keys {
-            if let (group, thing) = splitLink(key) { state.add(thing: thing, toGroup: group) }
-        }
-        for key in (records[Kind.policyTarget] ?? [:]).keys {
-            if let (policy, target) = splitLink(key) { state.attach(policy: policy, to: target) }
-        }
-        try each(Kind.legacyGroupMembers, Set<String>.self) { group, things in
-            for thing in things.sorted() {
-                state.add(thing: thing, toGroup: group)
-                upgrade.append(link(Kind.groupMember, group, thing, present: true))
+        for (kind, byKey) in records {
+            switch kind {
+            case Kind.legacyGroupMembers:
+                for (group, bytes) in byKey {
+                    for thing in try decoder.decode(Set<String>.self, from: Data(bytes)).sorted() {
+                        state.add(thing: thing, toGroup: group)
+                        upgrade.append(link(Kind.groupMember, group, thing, present: true))
+                    }
+                    upgrade.append(removal(Kind.legacyGroupMembers, group))
+                }
+            case Kind.legacyPolicyTargets:
+                for (policy, bytes) in byKey {
+                    for target in try decoder.decode(Set<String>.self, from: Data(bytes)).sorted() {
+                        state.attach(policy: policy, to: target)
+                        upgrade.append(link(Kind.policyTarget, policy, target, present: true))
+                    }
+                    upgrade.append(removal(Kind.legacyPolicyTargets, policy))
+                }
+            default:
+                for (key, bytes) in byKey { try state.apply(RegistryRecordChange(kind: kind, key: key, value: bytes)) }
             }
-            upgrade.append(removal(Kind.legacyGroupMembers, group))
-        }
-        try each(Kind.legacyPolicyTargets, Set<String>.self) { policy, targets in
-            for target in targets.sorted() {
-                state.attach(policy: policy, to: target)
-                upgrade.append(link(Kind.policyTarget, policy, target, present: true))
-            }
-            upgrade.append(removal(Kind.legacyPolicyTargets, policy))
-        }
-        try each(Kind.billingGroup, BillingGroup.self) { state.billingGroups[$0] = $1 }
-        try each(Kind.exclusivePrincipals, Set<String>.self) { thing, ids in
-            if !ids.isEmpty { state.exclusivePrincipals[thing] = ids }
-        }
-        try each(Kind.tags, [String: String].self) { resource, tags in
-            if !tags.isEmpty { state.tags[resource] = tags }
-        }
-        try each(Kind.roleAlias, RoleAlias.self) { state.roleAliases[$0] = $1 }
-        for key in state.accessKeys.values where key.active {
-            if let pair = key.issuedFor { state.temporaryKeys[pair] = key.id }
         }
         return (state, upgrade)
     }

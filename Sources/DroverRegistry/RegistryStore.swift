@@ -15,12 +15,28 @@ public struct RegistryRecordChange: Sendable, Hashable {
     }
 }
 
-/// The registry's storage port. `apply` is one transaction: the records and the audit entry are
-/// durable together or not at all.
+/// The registry's storage port. A write is one transaction: the records, the audit entry and
+/// one change-feed row per record are durable together or not at all.
+///
+/// The change feed numbers every record change in commit order. A registry resumes from the
+/// last number it holds: that is how several processes on one database see each other's
+/// changes, and how a write decides on the current truth (``write(after:_:)``).
 public protocol RegistryStore: Sendable {
     /// Every record, by kind, then key.
     func loadAll() throws -> [String: [String: [UInt8]]]
     func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws
+    /// One write transaction, under the database's write lock: `body` gets the registry's
+    /// changes committed after `sequence` (each with the record's current value, nil if it is
+    /// gone), and returns the records to store and the audit entry. Returns the feed's last
+    /// number after the commit. If `body` throws, nothing is written.
+    func write(after sequence: Int64,
+               _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], AuditEntry?)) throws -> Int64
+    /// The registry's changes after `sequence` (at most `limit`, with current values) and the
+    /// number of the last one; nil if the feed no longer reaches back to `sequence` (pruned):
+    /// the reader must load everything again.
+    func changes(after sequence: Int64, limit: Int) throws -> (changes: [RegistryRecordChange], position: Int64)?
+    /// The feed's last number.
+    func feedPosition() throws -> Int64
     /// Up to `limit` keys of `kind` that start with `prefix` and sort after `after` (all from
     /// the first when nil), in byte order, from an index: the cost is the keys returned.
     func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String]
@@ -34,8 +50,24 @@ extension RegistryStore {
     public func close() {}
 }
 
-/// For tests and `storage.backend: memory`.
+/// For tests and `storage.backend: memory`: one process only, so there is no one else's
+/// change to read; the feed's number counts the writes.
 public final class InMemoryRegistryStore: RegistryStore {
+    private let sequence = NIOLockedValueBox<Int64>(0)
+
+    public func write(after sequence: Int64,
+                      _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], AuditEntry?)) throws -> Int64 {
+        let (changes, audit) = try body([])
+        try apply(changes, audit: audit)
+        return self.sequence.withLockedValue { $0 += Int64(changes.count); return $0 }
+    }
+
+    public func changes(after sequence: Int64, limit: Int) throws -> (changes: [RegistryRecordChange], position: Int64)? {
+        ([], self.sequence.withLockedValue { $0 })
+    }
+
+    public func feedPosition() throws -> Int64 { sequence.withLockedValue { $0 } }
+
     private let state = NIOLockedValueBox<(records: [String: [String: [UInt8]]], audit: [AuditEntry])>(([:], []))
 
     public init() {}

@@ -27,9 +27,10 @@ public final class SQLiteControlPlane: Sendable {
     public let fleetConfig: SQLiteFleetConfigStore
     public let shadows: SQLiteShadowStore
 
-    /// Opens `DATA_DIR/drover.sqlite`, making it (and importing an older layout) when it is not there.
-    public init(dataDir: String, durability: SQLiteBrokerStore.Durability, logger: Logger) throws {
-        let path = (dataDir as NSString).appendingPathComponent(Self.fileName)
+    /// Opens `DATA_DIR/drover.sqlite` (or `path`), making it (and importing an older layout
+    /// from the data directory) when it is not there.
+    public init(dataDir: String, path: String? = nil, durability: SQLiteBrokerStore.Durability, logger: Logger) throws {
+        let path = path ?? (dataDir as NSString).appendingPathComponent(Self.fileName)
         let fileManager = FileManager.default
         let legacy = Self.legacyFiles.map { (dataDir as NSString).appendingPathComponent($0) }
         let hasLegacy = legacy.contains { fileManager.fileExists(atPath: $0) }
@@ -69,15 +70,22 @@ public final class SQLiteControlPlane: Sendable {
     }
 
     /// Whether the broker's own database was made in this data directory (so that a missing
-    /// `broker.sqlite` is an error, not an empty broker).
-    public var brokerStoreCreated: Bool {
-        (try? database.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'broker-store'") }) != nil
+    /// `broker.sqlite` is an error, not an empty broker). Kept per data directory: processes
+    /// that share this database each have their own.
+    public func brokerStoreCreated(dataDir: String) -> Bool {
+        (try? database.read { db in
+            try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [Self.brokerKey(dataDir)])
+        }) != nil
     }
 
-    public func markBrokerStoreCreated() throws {
+    public func markBrokerStoreCreated(dataDir: String) throws {
         try database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('broker-store', 'created')")
+            try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, 'created')", arguments: [Self.brokerKey(dataDir)])
         }
+    }
+
+    static func brokerKey(_ dataDir: String) -> String {
+        "broker-store " + URL(fileURLWithPath: dataDir).standardizedFileURL.resolvingSymlinksInPath().path
     }
 
     /// Checkpoints the WAL into the file and closes it; once, when the server stops.
@@ -175,7 +183,8 @@ public final class SQLiteControlPlane: Sendable {
                                    arguments: [present.isEmpty ? "new" : "imported from \(imported)"])
                     let broker = (dataDir as NSString).appendingPathComponent("broker.sqlite")
                     if fileManager.fileExists(atPath: broker) {
-                        try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES ('broker-store', 'created')")
+                        try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, 'created')",
+                                       arguments: [brokerKey(dataDir)])
                     }
                     return .commit
                 }

@@ -26,20 +26,68 @@ public final class SQLiteRegistryStore: RegistryStore {
     }
 
     public func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws {
-        let time = audit?.time ?? Date().timeIntervalSince1970
-        try database.write { db in
-            for change in changes {
-                if let value = change.value {
-                    try db.execute(sql: "INSERT OR REPLACE INTO record (kind, key, value) VALUES (?, ?, ?)",
-                                   arguments: [change.kind, change.key, Data(value)])
-                } else {
-                    try db.execute(sql: "DELETE FROM record WHERE kind = ? AND key = ?", arguments: [change.kind, change.key])
-                }
-                try ChangeFeed.append(db, feature: Self.feature, kind: change.kind, key: change.key, time: time)
+        try database.write { db in try Self.store(changes, audit: audit, db) }
+    }
+
+    public func write(after sequence: Int64,
+                      _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], AuditEntry?)) throws -> Int64 {
+        try database.writeWithoutTransaction { db in
+            var position: Int64 = 0
+            // IMMEDIATE: the write lock is taken before the feed is read, so no other process
+            // commits between what `body` saw and what it writes.
+            try db.inTransaction(.immediate) {
+                let external = try Self.changes(after: sequence, limit: Int.max, db)
+                let (changes, audit) = try body(external.changes)
+                try Self.store(changes, audit: audit, db)
+                position = try ChangeFeed.last(db)
+                return .commit
             }
-            try ChangeFeed.prune(db, added: changes.count)
-            if let audit { try Self.insert(audit, db) }
+            return position
         }
+    }
+
+    public func changes(after sequence: Int64, limit: Int) throws -> (changes: [RegistryRecordChange], position: Int64)? {
+        try database.read { db in
+            // Rows up to `sequence` pruned while rows after it remain: the reader missed some.
+            let oldest = try Int64.fetchOne(db, sql: "SELECT MIN(seq) FROM change") ?? 0
+            if oldest > sequence + 1 && sequence > 0 { return nil }
+            return try Self.changes(after: sequence, limit: limit, db)
+        }
+    }
+
+    /// The registry's rows after `sequence`, each with its record's value now.
+    static func changes(after sequence: Int64, limit: Int, _ db: Database) throws -> (changes: [RegistryRecordChange], position: Int64) {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT change.seq, change.kind, change.key, record.value FROM change
+            LEFT JOIN record ON record.kind = change.kind AND record.key = change.key
+            WHERE change.feature = ? AND change.seq > ? ORDER BY change.seq LIMIT ?
+            """, arguments: [feature, sequence, min(limit, 1_000_000)])
+        var position = sequence
+        var changes: [RegistryRecordChange] = []
+        changes.reserveCapacity(rows.count)
+        for row in rows {
+            position = row["seq"]
+            let value: Data? = row["value"]
+            changes.append(RegistryRecordChange(kind: row["kind"], key: row["key"], value: value.map(Array.init)))
+        }
+        // Rows of other features after the last registry row count as read too.
+        if rows.count < limit { position = max(position, try ChangeFeed.last(db)) }
+        return (changes, position)
+    }
+
+    static func store(_ changes: [RegistryRecordChange], audit: AuditEntry?, _ db: Database) throws {
+        let time = audit?.time ?? Date().timeIntervalSince1970
+        for change in changes {
+            if let value = change.value {
+                try db.execute(sql: "INSERT OR REPLACE INTO record (kind, key, value) VALUES (?, ?, ?)",
+                               arguments: [change.kind, change.key, Data(value)])
+            } else {
+                try db.execute(sql: "DELETE FROM record WHERE kind = ? AND key = ?", arguments: [change.kind, change.key])
+            }
+            try ChangeFeed.append(db, feature: feature, kind: change.kind, key: change.key, time: time)
+        }
+        try ChangeFeed.prune(db, added: changes.count)
+        if let audit { try insert(audit, db) }
     }
 
     public func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String] {
@@ -86,14 +134,5 @@ public final class SQLiteRegistryStore: RegistryStore {
     /// The last number of the change feed (of every feature).
     public func feedPosition() throws -> Int64 {
         try database.read { db in try ChangeFeed.last(db) }
-    }
-
-    /// The registry's change rows after `sequence`, oldest first: (number, kind, key).
-    public func changes(after sequence: Int64, limit: Int) throws -> [(sequence: Int64, kind: String, key: String)] {
-        try database.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT seq, kind, key FROM change WHERE feature = ? AND seq > ? ORDER BY seq LIMIT ?
-                """, arguments: [Self.feature, sequence, limit]).map { ($0["seq"], $0["kind"], $0["key"]) }
-        }
     }
 }

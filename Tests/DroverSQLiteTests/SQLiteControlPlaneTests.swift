@@ -51,7 +51,9 @@ struct SQLiteControlPlaneTests {
         #expect(rows.map(\.1) == ["registry", "registry", "config", "shadow", "registry"])
         #expect(rows.map(\.3) == ["a", "b", "t", "a/", "a"])
         #expect(rows.map(\.0) == rows.map(\.0).sorted() && Set(rows.map(\.0)).count == rows.count)
-        #expect(try reopened.registry.changes(after: rows[1].0, limit: 10).map(\.key) == ["a"])
+        let after = try #require(try reopened.registry.changes(after: rows[1].0, limit: 10))
+        #expect(after.changes.map(\.key) == ["a"] && after.changes[0].value == nil)
+        #expect(after.position == rows.last?.0)
         #expect(try reopened.registry.feedPosition() == rows.last?.0)
         // The configuration's audit entry is in the registry's audit log.
         #expect(try reopened.registry.queryAudit(AuditQuery()).map(\.operation) == ["DeleteThing", "CreateConfigTemplate", "CreateThing"])
@@ -89,8 +91,9 @@ struct SQLiteControlPlaneTests {
     func missing() throws {
         let directory = temporaryDirectory()
         let database = try SQLiteControlPlane(dataDir: directory, durability: .fsync, logger: logger)
-        try database.markBrokerStoreCreated()
-        #expect(database.brokerStoreCreated)
+        try database.markBrokerStoreCreated(dataDir: directory)
+        #expect(database.brokerStoreCreated(dataDir: directory))
+        #expect(!database.brokerStoreCreated(dataDir: directory + "/other"))
         database.close()
         FileManager.default.createFile(atPath: directory + "/broker.sqlite", contents: Data())
         try FileManager.default.removeItem(atPath: directory + "/drover.sqlite")
@@ -128,7 +131,7 @@ struct SQLiteControlPlaneTests {
         #expect(try database.registry.loadAll()["thing"]?["old"] == Array("{}".utf8))
         #expect(try database.registry.queryAudit(AuditQuery()).map(\.operation) == ["CreateThing"])
         #expect(try database.fleetConfig.loadAll()["template"]?["tpl"] != nil)
-        #expect(database.brokerStoreCreated)
+        #expect(database.brokerStoreCreated(dataDir: directory))
         database.close()
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: directory))
         #expect(files.isSuperset(of: ["drover.sqlite", "registry.sqlite.migrated", "config.sqlite.migrated", "broker.sqlite"]))
@@ -139,4 +142,56 @@ struct SQLiteControlPlaneTests {
         #expect(try again.registry.queryAudit(AuditQuery()).count == 1)
         again.close()
     }
+
+    /// Waits for the work queued on the registry's writer queue (a catch-up) to finish.
+    func settle(_ registry: Registry) async throws { _ = try await registry.auditLog(AuditQuery(limit: 1)) }
+
+    @Test("two registries on one file: each takes in the other's changes, and a write decides on the current truth")
+    func twoWriters() async throws {
+        let directory = temporaryDirectory()
+        let one = try SQLiteControlPlane(dataDir: directory, durability: .normal, logger: logger)
+        let two = try SQLiteControlPlane(dataDir: directory + "/b", path: directory + "/drover.sqlite", durability: .normal, logger: logger)
+        let a = try Registry(store: one.registry)
+        let b = try Registry(store: two.registry)
+        let heard = LockedList()
+        b.onChange { update in heard.append(update.changes.map { "\($0.kind) \($0.key)" }) }
+        let caller = Caller(principal: "k", region: "us-east-1")
+
+        _ = try await a.createThing(caller, name: "made-on-a", typeName: nil, attributes: ["n": "1"])
+        b.catchUp()
+        try await settle(b)
+        #expect(try b.describeThing("made-on-a").attributes == ["n": "1"])
+        #expect(heard.items.contains("thing made-on-a"))
+
+        // b has not caught up with this update, but its write sees it: the version check holds.
+        try await a.updateThing(caller, name: "made-on-a", typeName: nil, removeThingType: false, attributes: ["n": "2"],
+                                merge: true, expectedVersion: 1)
+        await #expect(throws: RegistryError.self) {
+            try await b.updateThing(caller, name: "made-on-a", typeName: nil, removeThingType: false, attributes: ["n": "3"],
+                                    merge: true, expectedVersion: 1)
+        }
+        // The refused write still took in a's change.
+        #expect(try b.describeThing("made-on-a").attributes == ["n": "2"])
+
+        // The same name made on both at once: one is made, the other answers as AWS does.
+        async let first: Bool = (try? await a.createThing(caller, name: "race", typeName: nil, attributes: ["from": "a"])) != nil
+        async let second: Bool = (try? await b.createThing(caller, name: "race", typeName: nil, attributes: ["from": "b"])) != nil
+        let made = await [first, second]
+        #expect(made.filter { $0 }.count == 1)
+        b.catchUp()
+        a.catchUp()
+        try await settle(a)
+        try await settle(b)
+        #expect(try a.describeThing("race") == b.describeThing("race"))
+        #expect(a.snapshot.checkIndexes() == nil && b.snapshot.checkIndexes() == nil)
+        one.close()
+        two.close()
+    }
+}
+
+final class LockedList: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [String] = []
+    func append(_ items: [String]) { lock.lock(); list += items; lock.unlock() }
+    var items: [String] { lock.lock(); defer { lock.unlock() }; return list }
 }

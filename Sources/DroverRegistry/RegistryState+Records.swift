@@ -1,0 +1,58 @@
+import DroverPolicy
+import Foundation
+
+extension RegistryState {
+    /// Applies one stored record (as written, or as read back from the change feed): its value
+    /// replaces what the state held under its kind and key, nil removes it, and the indexes
+    /// follow. Kinds this version does not know are left alone. A record that does not decode
+    /// is an error: the caller keeps the state it had.
+    public mutating func apply(_ change: RegistryRecordChange) throws {
+        let decoder = JSONDecoder()
+        func value<T: Decodable>(_ type: T.Type) throws -> T? {
+            try change.value.map { try decoder.decode(T.self, from: Data($0)) }
+        }
+        let key = change.key
+        switch change.kind {
+        case Registry.Kind.thing:
+            if let thing = try value(Thing.self) { put(thing) } else { removeThing(key) }
+        case Registry.Kind.thingType: thingTypes[key] = try value(ThingType.self)
+        case Registry.Kind.accessKey:
+            if let old = accessKeys[key], let pair = old.issuedFor, temporaryKeys[pair] == key { temporaryKeys[pair] = nil }
+            let new = try value(AccessKey.self)
+            accessKeys[key] = new
+            if let new, new.active, let pair = new.issuedFor { temporaryKeys[pair] = key }
+        case Registry.Kind.certificate: certificates[key] = try value(CertificateRecord.self)
+        case Registry.Kind.caCertificate: caCertificates[key] = try value(CACertificateRecord.self)
+        case Registry.Kind.policy:
+            let policy = try value(PolicyRecord.self)
+            policies[key] = policy
+            if let policy, case .success(let document) = PolicyDocument.parse(policy.defaultDocument) {
+                parsedPolicies[key] = document
+            } else {
+                parsedPolicies[key] = nil
+            }
+        case Registry.Kind.thingPrincipals:
+            let wanted = try value(Set<String>.self) ?? []
+            let current = thingPrincipals[key] ?? []
+            for id in current.subtracting(wanted) { detach(certificate: id, fromThing: key) }
+            for id in wanted.subtracting(current) { attach(certificate: id, toThing: key) }
+        case Registry.Kind.thingGroup:
+            if let group = try value(ThingGroup.self) { put(group) } else { removeGroup(key) }
+        case Registry.Kind.groupMember:
+            guard let (group, thing) = Registry.splitLink(key) else { return }
+            if change.value != nil { add(thing: thing, toGroup: group) } else { remove(thing: thing, fromGroup: group) }
+        case Registry.Kind.policyTarget:
+            guard let (policy, target) = Registry.splitLink(key) else { return }
+            if change.value != nil { attach(policy: policy, to: target) } else { detach(policy: policy, from: target) }
+        case Registry.Kind.billingGroup: billingGroups[key] = try value(BillingGroup.self)
+        case Registry.Kind.exclusivePrincipals:
+            let ids = try value(Set<String>.self) ?? []
+            exclusivePrincipals[key] = ids.isEmpty ? nil : ids
+        case Registry.Kind.tags:
+            let tags = try value([String: String].self) ?? [:]
+            self.tags[key] = tags.isEmpty ? nil : tags
+        case Registry.Kind.roleAlias: roleAliases[key] = try value(RoleAlias.self)
+        default: break
+        }
+    }
+}
