@@ -139,7 +139,9 @@ public struct DroverApplication: Sendable {
         // Other processes on the same database: their registry changes are taken in (and heard
         // by the listeners above) within the follow interval.
         if stores.sqlite != nil {
-            deviceRegistry.follow(every: .milliseconds(Int(configuration.storageFollowInterval * 1000)))
+            let interval = DispatchTimeInterval.milliseconds(Int(configuration.storageFollowInterval * 1000))
+            deviceRegistry.follow(every: interval)
+            try shadows.follow(every: interval)
         }
         let issuing = ControlPlane.Issuing(
             authority: authority, authorityId: authorityInfo.certificateId,

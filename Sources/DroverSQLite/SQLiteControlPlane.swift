@@ -55,7 +55,7 @@ public final class SQLiteControlPlane: Sendable {
         }
         registry = SQLiteRegistryStore(database: database)
         fleetConfig = SQLiteFleetConfigStore(database: database)
-        shadows = SQLiteShadowStore(database: database)
+        shadows = SQLiteShadowStore(database: database, node: UUID().uuidString)
     }
 
     /// An in-memory database, for tests.
@@ -66,7 +66,7 @@ public final class SQLiteControlPlane: Sendable {
         database = queue
         registry = SQLiteRegistryStore(database: database)
         fleetConfig = SQLiteFleetConfigStore(database: database)
-        shadows = SQLiteShadowStore(database: database)
+        shadows = SQLiteShadowStore(database: database, node: UUID().uuidString)
     }
 
     /// Whether the broker's own database was made in this data directory (so that a missing
@@ -141,6 +141,14 @@ public final class SQLiteControlPlane: Sendable {
             try db.create(table: "meta") { t in
                 t.column("key", .text).primaryKey()
                 t.column("value", .text).notNull()
+            }
+        }
+        // The process that wrote a row, and a message it carries for other processes (a shadow's
+        // accepted update, delta and documents, published again by each of them).
+        migrator.registerMigration("v2-change-node") { db in
+            try db.alter(table: "change") { t in
+                t.add(column: "node", .text)
+                t.add(column: "payload", .blob)
             }
         }
         return migrator

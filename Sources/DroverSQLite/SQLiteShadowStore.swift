@@ -7,10 +7,13 @@ import GRDB
 /// remembered. Each write appends a change-feed row ("THING/NAME") in its transaction.
 public final class SQLiteShadowStore: ShadowStore {
     private let database: any DatabaseWriter
+    /// This process's mark on its change rows, so that it does not announce its own messages.
+    private let node: String
     static let feature = "shadow"
 
-    init(database: any DatabaseWriter) {
+    init(database: any DatabaseWriter, node: String) {
         self.database = database
+        self.node = node
     }
 
     public func load(thing: String, name: String) throws -> (document: [UInt8]?, deletedVersion: Int) {
@@ -22,7 +25,7 @@ public final class SQLiteShadowStore: ShadowStore {
         }
     }
 
-    public func apply(_ writes: [ShadowWrite]) throws {
+    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage]) throws {
         guard !writes.isEmpty else { return }
         let time = Date().timeIntervalSince1970
         try database.write { db in
@@ -38,8 +41,34 @@ public final class SQLiteShadowStore: ShadowStore {
                     try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time)
                 }
             }
-            try ChangeFeed.prune(db, added: writes.count)
+            for message in messages {
+                try db.execute(sql: "INSERT INTO change (time, feature, kind, key, node, payload) VALUES (?, ?, 'message', ?, ?, ?)",
+                               arguments: [time, Self.feature, message.topic, node, Data(message.payload)])
+            }
+            try ChangeFeed.prune(db, added: writes.count + messages.count)
         }
+    }
+
+    public func messages(after sequence: Int64, limit: Int) throws -> (messages: [ShadowMessage], position: Int64) {
+        try database.read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT seq, key, payload, node FROM change WHERE feature = ? AND kind = 'message' AND seq > ? ORDER BY seq LIMIT ?
+                """, arguments: [Self.feature, sequence, limit])
+            var position = sequence
+            var messages: [ShadowMessage] = []
+            for row in rows {
+                position = row["seq"]
+                let from: String? = row["node"]
+                let payload: Data? = row["payload"]
+                if from != node, let payload { messages.append(ShadowMessage(topic: row["key"], payload: Array(payload))) }
+            }
+            if rows.count < limit { position = max(position, try ChangeFeed.last(db)) }
+            return (messages, position)
+        }
+    }
+
+    public func feedPosition() throws -> Int64 {
+        try database.read { db in try ChangeFeed.last(db) }
     }
 
     public func names(thing: String) throws -> [String] {

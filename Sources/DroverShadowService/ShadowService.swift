@@ -48,6 +48,7 @@ public final class ShadowService: Sendable {
     private let client: InProcessClient
     private let broker: Broker
     private let pending = NIOLockedValueBox<Pending>(Pending())
+    private let follower = FollowTimer()
 
     struct Pending {
         var requests: [Request] = []
@@ -181,8 +182,13 @@ public final class ShadowService: Sendable {
             var shadows: [Key: (document: ShadowDocument?, deletedVersion: Int)] = [:]
             var writes: [ShadowWrite] = []
             var answers = batch.map { handle($0, shadows: &shadows, writes: &writes) }
+            // What the accepted writes publish here, other processes on the store publish too.
+            var messages: [ShadowMessage] = []
+            for (request, answer) in zip(batch, answers) where request.operation != .get && answer.http.status == 200 {
+                messages += answer.mqtt.map { ShadowMessage(topic: $0.0, payload: $0.1) }
+            }
             do {
-                try store.apply(writes)
+                try store.apply(writes, announcing: messages)
             } catch {
                 // Nothing of this batch is durable: every request in it fails, the reads too (they
                 // may have seen a change that is now lost).
@@ -371,7 +377,46 @@ public final class ShadowService: Sendable {
     }
 
     public func close() {
+        follower.set(nil)
         queue.sync { store.close() }
+    }
+
+    // MARK: Other processes
+
+    /// Publishes, every `interval`, what other processes on the same store announced (their
+    /// accepted updates, deltas and documents), so that a device connected here hears of a
+    /// change made through another node.
+    public func follow(every interval: DispatchTimeInterval) throws {
+        let start = try store.feedPosition()
+        let position = NIOLockedValueBox<Int64>(start)
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { [weak self] in
+            guard let self else { return }
+            do {
+                let (messages, next) = try store.messages(after: position.withLockedValue { $0 }, limit: 10_000)
+                position.withLockedValue { $0 = next }
+                publish(messages.map { ($0.topic, $0.payload) })
+            } catch {
+                logger.error("reading the shadows' change feed failed", metadata: ["error": "\(error)"])
+            }
+        }
+        timer.resume()
+        follower.set(timer)
+    }
+}
+
+/// The follower's timer; cancelled when replaced or cleared.
+private final class FollowTimer: @unchecked Sendable {
+    // `@unchecked Sendable`: `timer` is guarded by `lock`.
+    private let lock = NIOLock()
+    private var timer: (any DispatchSourceTimer)?
+
+    func set(_ new: (any DispatchSourceTimer)?) {
+        lock.withLock {
+            timer?.cancel()
+            timer = new
+        }
     }
 }
 

@@ -13,8 +13,16 @@ public protocol ShadowStore: Sendable {
     /// The stored document (nil if none), and the version of the last deleted one (0 if none),
     /// so that a re-created shadow continues its numbering as AWS does.
     func load(thing: String, name: String) throws -> (document: [UInt8]?, deletedVersion: Int)
-    /// Writes all of `writes`, in order, in one transaction (group commit).
-    func apply(_ writes: [ShadowWrite]) throws
+    /// Writes all of `writes`, in order, in one transaction (group commit), with the messages
+    /// that the writes published here (`/update/accepted`, `/delta`, `/documents`,
+    /// `/delete/accepted`), so that other processes on the same database publish them to their
+    /// own subscribers.
+    func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage]) throws
+    /// The messages other processes stored after `sequence`, oldest first, and the feed's
+    /// number after them.
+    func messages(after sequence: Int64, limit: Int) throws -> (messages: [ShadowMessage], position: Int64)
+    /// The feed's last number.
+    func feedPosition() throws -> Int64
     /// The names of a thing's shadows that exist ("" is the classic shadow).
     func names(thing: String) throws -> [String]
     /// Everything of a thing, tombstones included (the thing was deleted).
@@ -22,8 +30,20 @@ public protocol ShadowStore: Sendable {
     func close()
 }
 
+/// A message published with a shadow write.
+public struct ShadowMessage: Sendable, Hashable {
+    public var topic: String
+    public var payload: [UInt8]
+
+    public init(topic: String, payload: [UInt8]) {
+        self.topic = topic
+        self.payload = payload
+    }
+}
+
 extension ShadowStore {
     public func close() {}
+    public func apply(_ writes: [ShadowWrite]) throws { try apply(writes, announcing: []) }
 }
 
 public final class InMemoryShadowStore: ShadowStore {
@@ -38,7 +58,11 @@ public final class InMemoryShadowStore: ShadowStore {
         }
     }
 
-    public func apply(_ writes: [ShadowWrite]) throws {
+    /// One process: no one else to tell.
+    public func messages(after sequence: Int64, limit: Int) throws -> (messages: [ShadowMessage], position: Int64) { ([], 0) }
+    public func feedPosition() throws -> Int64 { 0 }
+
+    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage]) throws {
         state.withLockedValue { state in
             for write in writes {
                 switch write {
