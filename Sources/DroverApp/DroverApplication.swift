@@ -98,6 +98,7 @@ public struct DroverApplication: Sendable {
         var fleetConfiguration = FleetConfigService.Configuration(
             limits: configuration.shadowLimits)
         fleetConfiguration.retryInterval = .seconds(configuration.configRetryInterval)
+        if stores.sqlite != nil { fleetConfiguration.followInterval = .milliseconds(Int(configuration.storageFollowInterval * 1000)) }
         let fleetConfig = try FleetConfigService(
             registry: deviceRegistry, shadows: shadows, store: stores.fleetConfig, configuration: fleetConfiguration, logger: logger)
         self.fleetConfig = fleetConfig

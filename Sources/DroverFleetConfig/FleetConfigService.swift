@@ -31,6 +31,9 @@ public actor FleetConfigService: Service {
         public var retryInterval: Duration = .seconds(30)
         /// Versions per template, and revisions per deployment.
         public var maxVersions = 1000
+        /// With other processes on the same store: how often to renew the rollout lease and
+        /// read their changes. nil: this process is alone.
+        public var followInterval: Duration?
 
         public init(limits: ShadowLimits = ShadowLimits()) { self.limits = limits }
     }
@@ -81,24 +84,72 @@ public actor FleetConfigService: Service {
         self.logger = logger
         self.now = now
         (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let loaded = try Self.load(store)
+        (templates, versions, deployments, applied, factoryDefaults) =
+            (loaded.templates, loaded.versions, loaded.deployments, loaded.applied, loaded.factoryDefaults)
+        // At start-up every deployment is checked: members that joined, or writes that a crash
+        // interrupted, are caught up.
+        wake.yield()
+    }
+
+    struct Loaded {
+        var templates: [String: ConfigTemplate] = [:]
+        var versions: [String: [Int: ConfigTemplateVersion]] = [:]
+        var deployments: [String: ConfigDeployment] = [:]
+        var applied: [String: [String: AppliedMarker]] = [:]
+        var factoryDefaults: [String: FactoryDefault] = [:]
+    }
+
+    nonisolated static func load(_ store: any FleetConfigStore) throws -> Loaded {
+        var loaded = Loaded()
         let records = try store.loadAll()
         let decoder = JSONDecoder()
         func all<T: Decodable>(_ kind: String, _ type: T.Type) throws -> [(String, T)] {
             try (records[kind] ?? [:]).map { ($0.key, try decoder.decode(T.self, from: Data($0.value))) }
         }
-        for (_, template) in try all(Kind.template, ConfigTemplate.self) { templates[template.name] = template }
+        for (_, template) in try all(Kind.template, ConfigTemplate.self) { loaded.templates[template.name] = template }
         for (_, version) in try all(Kind.templateVersion, ConfigTemplateVersion.self) {
-            versions[version.template, default: [:]][version.version] = version
+            loaded.versions[version.template, default: [:]][version.version] = version
         }
-        for (_, deployment) in try all(Kind.deployment, ConfigDeployment.self) { deployments[deployment.name] = deployment }
+        for (_, deployment) in try all(Kind.deployment, ConfigDeployment.self) { loaded.deployments[deployment.name] = deployment }
         for (key, marker) in try all(Kind.applied, AppliedMarker.self) {
             let parts = key.split(separator: "/", maxSplits: 1).map(String.init)
-            if parts.count == 2 { applied[parts[0], default: [:]][parts[1]] = marker }
+            if parts.count == 2 { loaded.applied[parts[0], default: [:]][parts[1]] = marker }
         }
-        for (_, value) in try all(Kind.factoryDefault, FactoryDefault.self) { factoryDefaults[value.thingType] = value }
-        // At start-up every deployment is checked: members that joined, or writes that a crash
-        // interrupted, are caught up.
-        wake.yield()
+        for (_, value) in try all(Kind.factoryDefault, FactoryDefault.self) { loaded.factoryDefaults[value.thingType] = value }
+        return loaded
+    }
+
+    // MARK: Several processes
+
+    /// Whether this process runs the rollouts. With one process, always; with several on one
+    /// database, the one that holds the rollout lease (renewed every follow interval), so that
+    /// a rollout runs once, not once per node. When the holder stops, another takes the lease
+    /// when it runs out, and starts with a full pass.
+    private(set) var leads = true
+    private var feedPosition: Int64 = 0
+
+    /// One step of following the other processes: the lease, then their configuration changes
+    /// (which are loaded again whole: the configuration is small).
+    func followStep(interval: Duration) {
+        do {
+            let seconds = Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18
+            let held = try store.holdLease("config-rollout", seconds: max(5, seconds * 8))
+            if held && !leads { work.withLockedValue { $0.all = true } }
+            leads = held
+            let (changed, position) = try store.othersChanged(after: feedPosition)
+            feedPosition = position
+            if changed {
+                let loaded = try Self.load(store)
+                (templates, versions, deployments, applied, factoryDefaults) =
+                    (loaded.templates, loaded.versions, loaded.deployments, loaded.applied, loaded.factoryDefaults)
+                for name in failures.keys where deployments[name] == nil { failures[name] = nil }
+                work.withLockedValue { $0.all = true }
+            }
+            if held { wake.yield() }
+        } catch {
+            logger.error("following the configuration of other processes failed", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: The rollout
@@ -106,6 +157,16 @@ public actor FleetConfigService: Service {
     /// Rolls deployments out whenever something changes, until shutdown.
     public func run() async throws {
         try await withThrowingDiscardingTaskGroup { group in
+            if let interval = configuration.followInterval {
+                feedPosition = (try? store.othersChanged(after: .max).position) ?? 0
+                followStep(interval: interval)
+                group.addTask { [weak self] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: interval)
+                        await self?.followStep(interval: interval)
+                    }
+                }
+            }
             group.addTask { [weak self] in
                 while !Task.isCancelled {
                     guard let interval = self?.configuration.retryInterval else { return }
@@ -114,6 +175,9 @@ public actor FleetConfigService: Service {
                 }
             }
             for await _ in wakeups.cancelOnGracefulShutdown() {
+                // Another process leads: the work waits (it becomes a full pass if this one
+                // takes the lease).
+                guard leads else { continue }
                 let todo = work.withLockedValue { work in
                     defer { work = Work() }
                     return work

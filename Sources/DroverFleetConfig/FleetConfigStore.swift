@@ -21,6 +21,12 @@ public protocol FleetConfigStore: Sendable {
     /// Every record, by kind, then key.
     func loadAll() throws -> [String: [String: [UInt8]]]
     func apply(_ changes: [ConfigRecordChange], audit: AuditEntry?) throws
+    /// Whether other processes changed configuration records after `sequence`, and the feed's
+    /// last number (`.max` asks only for the number).
+    func othersChanged(after sequence: Int64) throws -> (changed: Bool, position: Int64)
+    /// Takes or renews the lease `name` for this process for `seconds`; false while another
+    /// process holds it.
+    func holdLease(_ name: String, seconds: Double) throws -> Bool
     func close()
 }
 
@@ -37,6 +43,10 @@ public final class InMemoryFleetConfigStore: FleetConfigStore {
     public init(auditLog: (any RegistryStore)? = nil) { self.auditLog = auditLog }
 
     public func loadAll() throws -> [String: [String: [UInt8]]] { records.withLockedValue { $0 } }
+
+    /// One process: no one else changes anything, and the lease is always this one's.
+    public func othersChanged(after sequence: Int64) throws -> (changed: Bool, position: Int64) { (false, 0) }
+    public func holdLease(_ name: String, seconds: Double) throws -> Bool { true }
 
     public func apply(_ changes: [ConfigRecordChange], audit: AuditEntry?) throws {
         records.withLockedValue { records in

@@ -53,9 +53,10 @@ public final class SQLiteControlPlane: Sendable {
         } catch {
             throw Error(description: "\(error)")
         }
-        registry = SQLiteRegistryStore(database: database)
-        fleetConfig = SQLiteFleetConfigStore(database: database)
-        shadows = SQLiteShadowStore(database: database, node: UUID().uuidString)
+        let node = UUID().uuidString
+        registry = SQLiteRegistryStore(database: database, node: node)
+        fleetConfig = SQLiteFleetConfigStore(database: database, node: node)
+        shadows = SQLiteShadowStore(database: database, node: node)
     }
 
     /// An in-memory database, for tests.
@@ -64,9 +65,10 @@ public final class SQLiteControlPlane: Sendable {
         try Self.migrator.migrate(queue)
         try queue.write { db in try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('origin', 'new')") }
         database = queue
-        registry = SQLiteRegistryStore(database: database)
-        fleetConfig = SQLiteFleetConfigStore(database: database)
-        shadows = SQLiteShadowStore(database: database, node: UUID().uuidString)
+        let node = UUID().uuidString
+        registry = SQLiteRegistryStore(database: database, node: node)
+        fleetConfig = SQLiteFleetConfigStore(database: database, node: node)
+        shadows = SQLiteShadowStore(database: database, node: node)
     }
 
     /// Whether the broker's own database was made in this data directory (so that a missing
@@ -224,9 +226,9 @@ enum ChangeFeed {
     /// Rows kept; older ones are pruned as new ones come. A reader further behind reloads.
     static let retained: Int64 = 1_000_000
 
-    static func append(_ db: Database, feature: String, kind: String, key: String, time: Double) throws {
-        try db.execute(sql: "INSERT INTO change (time, feature, kind, key) VALUES (?, ?, ?, ?)",
-                       arguments: [time, feature, kind, key])
+    static func append(_ db: Database, feature: String, kind: String, key: String, time: Double, node: String) throws {
+        try db.execute(sql: "INSERT INTO change (time, feature, kind, key, node) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [time, feature, kind, key, node])
     }
 
     /// Each time the numbers pass a multiple of 4096, the rows before the retained window go.

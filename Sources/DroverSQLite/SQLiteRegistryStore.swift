@@ -7,10 +7,12 @@ import GRDB
 /// change-feed row per record. The registry's writer queue calls in one change at a time.
 public final class SQLiteRegistryStore: RegistryStore {
     private let database: any DatabaseWriter
+    private let node: String
     static let feature = "registry"
 
-    init(database: any DatabaseWriter) {
+    init(database: any DatabaseWriter, node: String) {
         self.database = database
+        self.node = node
     }
 
     public func loadAll() throws -> [String: [String: [UInt8]]] {
@@ -26,7 +28,7 @@ public final class SQLiteRegistryStore: RegistryStore {
     }
 
     public func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws {
-        try database.write { db in try Self.store(changes, audit: audit, db) }
+        try database.write { db in try Self.store(changes, audit: audit, node: node, db) }
     }
 
     public func write(after sequence: Int64,
@@ -38,7 +40,7 @@ public final class SQLiteRegistryStore: RegistryStore {
             try db.inTransaction(.immediate) {
                 let external = try Self.changes(after: sequence, limit: Int.max, db)
                 let (changes, audit) = try body(external.changes)
-                try Self.store(changes, audit: audit, db)
+                try Self.store(changes, audit: audit, node: node, db)
                 position = try ChangeFeed.last(db)
                 return .commit
             }
@@ -75,7 +77,7 @@ public final class SQLiteRegistryStore: RegistryStore {
         return (changes, position)
     }
 
-    static func store(_ changes: [RegistryRecordChange], audit: AuditEntry?, _ db: Database) throws {
+    static func store(_ changes: [RegistryRecordChange], audit: AuditEntry?, node: String, _ db: Database) throws {
         let time = audit?.time ?? Date().timeIntervalSince1970
         for change in changes {
             if let value = change.value {
@@ -84,7 +86,7 @@ public final class SQLiteRegistryStore: RegistryStore {
             } else {
                 try db.execute(sql: "DELETE FROM record WHERE kind = ? AND key = ?", arguments: [change.kind, change.key])
             }
-            try ChangeFeed.append(db, feature: feature, kind: change.kind, key: change.key, time: time)
+            try ChangeFeed.append(db, feature: feature, kind: change.kind, key: change.key, time: time, node: node)
         }
         try ChangeFeed.prune(db, added: changes.count)
         if let audit { try insert(audit, db) }

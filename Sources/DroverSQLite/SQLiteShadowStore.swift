@@ -34,11 +34,11 @@ public final class SQLiteShadowStore: ShadowStore {
                 case .save(let thing, let name, let document, let version):
                     try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, ?, ?)",
                                    arguments: [thing, name, Data(document), version])
-                    try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time)
+                    try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time, node: node)
                 case .delete(let thing, let name, let version):
                     try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, NULL, ?)",
                                    arguments: [thing, name, version])
-                    try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time)
+                    try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time, node: node)
                 }
             }
             for message in messages {
@@ -81,7 +81,7 @@ public final class SQLiteShadowStore: ShadowStore {
     public func deleteAll(thing: String) throws {
         try database.write { db in
             try db.execute(sql: "DELETE FROM shadow WHERE thing = ?", arguments: [thing])
-            try ChangeFeed.append(db, feature: Self.feature, kind: "shadows", key: thing, time: Date().timeIntervalSince1970)
+            try ChangeFeed.append(db, feature: Self.feature, kind: "shadows", key: thing, time: Date().timeIntervalSince1970, node: node)
         }
     }
 }

@@ -196,3 +196,55 @@ def test_kill9_of_one_node_during_a_burst_loses_nothing_and_the_other_carries_on
         status, _, log = aws.signed(b, "GET", f"/drover/audit?resource={name}")
         assert [e["operation"] for e in log["entries"]] == ["CreateThing"], name
     del iot_a, errors
+
+
+def config_call(node, method: str, path: str, body: dict | None = None) -> dict:
+    status, _, answer = aws.signed(node, method, path, json.dumps(body).encode() if body is not None else b"")
+    assert status == 200, (status, answer)
+    return answer
+
+
+def test_a_configuration_rollout_runs_once_and_survives_its_node(nodes):
+    """The rollout lease: one node rolls a deployment out, so each member's shadow is written
+    once; killed mid-rollout, the other node takes the lease when it runs out and finishes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = nodes
+    iot = aws.iot(a)
+    group = uid("mgroup")
+    iot.create_thing_group(thingGroupName=group)
+    names = [f"cfg_{uid('t')[-8:]}_{i}".replace("-", "_") for i in range(120)]
+
+    def make(name):
+        client = aws.iot(a)
+        client.create_thing(thingName=name)
+        client.add_thing_to_thing_group(thingGroupName=group, thingName=name)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(make, names))
+    # Made on B: A (which took the lease first) rolls it out.
+    config_call(b, "POST", "/config/templates/mtpl", {"document": {"rate": 7}, "comment": "one"})
+    config_call(b, "POST", "/config/deployments/mdep",
+                {"templateName": "mtpl", "targetType": "THING_GROUP", "targetName": group})
+    assert wait_until(lambda: config_call(b, "GET", "/config/deployments/mdep")["rollout"]["status"] == "COMPLETED", 30)
+    data = aws.iot_data(b)
+    versions = [json.loads(data.get_thing_shadow(thingName=n, shadowName="config")["payload"].read())["version"]
+                for n in names[:30]]
+    assert versions == [1] * 30, versions  # written once, not once per node
+
+    # A second version; A is killed while it rolls out; B finishes it.
+    config_call(a, "POST", "/config/templates/mtpl/versions", {"document": {"rate": 8}, "comment": "two"})
+    config_call(a, "PATCH", "/config/deployments/mdep", {"comment": "to two"})
+    a.kill9()
+    # B takes the new revision in from the feed, then (with the lease, once A's has run out)
+    # rolls it out.
+    assert wait_until(lambda: config_call(b, "GET", "/config/deployments/mdep")["templateVersion"] == 2, 5)
+    assert wait_until(lambda: config_call(b, "GET", "/config/deployments/mdep")["rollout"] == {
+        "members": 120, "applied": 120, "failed": 0, "status": "COMPLETED"}, 40), \
+        config_call(b, "GET", "/config/deployments/mdep")["rollout"]
+    shadows = [json.loads(data.get_thing_shadow(thingName=n, shadowName="config")["payload"].read()) for n in names]
+    assert all(s["state"]["desired"] == {"rate": 8} for s in shadows)
+    # At most one repeated write: a member A wrote but had not marked yet is written again by B
+    # (the same document).
+    assert all(s["version"] in (2, 3) for s in shadows), sorted({s["version"] for s in shadows})
+    a.start()
