@@ -60,7 +60,7 @@ public final class Registry: @unchecked Sendable {
         // The position first: a change committed meanwhile is then taken in twice, which is
         // harmless (each row sets a record to its current value), rather than missed.
         self.position = try store.feedPosition()
-        let (state, upgrade) = try Registry.load(try store.loadAll())
+        let (state, upgrade) = try Registry.load { try store.forEachRecord($0) }
         self.state = state
         if !upgrade.isEmpty {
             let entry = AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "UpgradeRecords",
@@ -319,29 +319,34 @@ public final class Registry: @unchecked Sendable {
     /// The state from the stored records, and the rewrites that bring records of an older
     /// layout to the current one (to be applied before anything else is written).
     static func load(_ records: [String: [String: [UInt8]]]) throws -> (RegistryState, [RegistryRecordChange]) {
+        try load { body in
+            for (kind, byKey) in records { for (key, value) in byKey { try body(kind, key, value) } }
+        }
+    }
+
+    /// The state from the stored records, read one at a time, and the rewrites that bring
+    /// records of an older layout to the current one (to be applied before anything else is
+    /// written).
+    static func load(_ each: ((String, String, [UInt8]) throws -> Void) throws -> Void) throws -> (RegistryState, [RegistryRecordChange]) {
         let decoder = JSONDecoder()
         var state = RegistryState()
         var upgrade: [RegistryRecordChange] = []
-        for (kind, byKey) in records {
+        try each { kind, key, bytes in
             switch kind {
             case Kind.legacyGroupMembers:
-                for (group, bytes) in byKey {
-                    for thing in try decoder.decode(Set<String>.self, from: Data(bytes)).sorted() {
-                        state.add(thing: thing, toGroup: group)
-                        upgrade.append(link(Kind.groupMember, group, thing, present: true))
-                    }
-                    upgrade.append(removal(Kind.legacyGroupMembers, group))
+                for thing in try decoder.decode(Set<String>.self, from: Data(bytes)).sorted() {
+                    state.add(thing: thing, toGroup: key)
+                    upgrade.append(link(Kind.groupMember, key, thing, present: true))
                 }
+                upgrade.append(removal(Kind.legacyGroupMembers, key))
             case Kind.legacyPolicyTargets:
-                for (policy, bytes) in byKey {
-                    for target in try decoder.decode(Set<String>.self, from: Data(bytes)).sorted() {
-                        state.attach(policy: policy, to: target)
-                        upgrade.append(link(Kind.policyTarget, policy, target, present: true))
-                    }
-                    upgrade.append(removal(Kind.legacyPolicyTargets, policy))
+                for target in try decoder.decode(Set<String>.self, from: Data(bytes)).sorted() {
+                    state.attach(policy: key, to: target)
+                    upgrade.append(link(Kind.policyTarget, key, target, present: true))
                 }
+                upgrade.append(removal(Kind.legacyPolicyTargets, key))
             default:
-                for (key, bytes) in byKey { try state.apply(RegistryRecordChange(kind: kind, key: key, value: bytes)) }
+                try state.apply(RegistryRecordChange(kind: kind, key: key, value: bytes), decoder: decoder)
             }
         }
         return (state, upgrade)

@@ -6,8 +6,7 @@ extension RegistryState {
     /// replaces what the state held under its kind and key, nil removes it, and the indexes
     /// follow. Kinds this version does not know are left alone. A record that does not decode
     /// is an error: the caller keeps the state it had.
-    public mutating func apply(_ change: RegistryRecordChange) throws {
-        let decoder = JSONDecoder()
+    public mutating func apply(_ change: RegistryRecordChange, decoder: JSONDecoder = JSONDecoder()) throws {
         func value<T: Decodable>(_ type: T.Type) throws -> T? {
             try change.value.map { try decoder.decode(T.self, from: Data($0)) }
         }

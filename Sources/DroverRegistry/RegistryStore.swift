@@ -24,6 +24,8 @@ public struct RegistryRecordChange: Sendable, Hashable {
 public protocol RegistryStore: Sendable {
     /// Every record, by kind, then key.
     func loadAll() throws -> [String: [String: [UInt8]]]
+    /// Every record, one at a time (kind, key, value), without holding them all at once.
+    func forEachRecord(_ body: (String, String, [UInt8]) throws -> Void) throws
     func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws
     /// One write transaction, under the database's write lock: `body` gets the registry's
     /// changes committed after `sequence` (each with the record's current value, nil if it is
@@ -48,6 +50,10 @@ public protocol RegistryStore: Sendable {
 
 extension RegistryStore {
     public func close() {}
+
+    public func forEachRecord(_ body: (String, String, [UInt8]) throws -> Void) throws {
+        for (kind, byKey) in try loadAll() { for (key, value) in byKey { try body(kind, key, value) } }
+    }
 }
 
 /// For tests and `storage.backend: memory`: one process only, so there is no one else's

@@ -27,6 +27,17 @@ public final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
+    /// A cursor: a million records are read without a million arrays alive at once.
+    public func forEachRecord(_ body: (String, String, [UInt8]) throws -> Void) throws {
+        try database.read { db in
+            let rows = try Row.fetchCursor(db, sql: "SELECT kind, key, value FROM record")
+            while let row = try rows.next() {
+                let value: Data = row["value"]
+                try body(row["kind"], row["key"], Array(value))
+            }
+        }
+    }
+
     public func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws {
         try database.write { db in try Self.store(changes, audit: audit, node: node, db) }
     }

@@ -114,3 +114,16 @@ def aws_cli(srv, *args: str) -> subprocess.CompletedProcess:
     extra = [] if "--endpoint-url" in args else ["--endpoint-url", endpoint(srv), "--ca-bundle", ca_file(srv)]
     return subprocess.run([str(cli), *args, *extra, "--output", "json"],
                           env=env, capture_output=True, text=True, timeout=60)
+
+
+def all_thing_names(srv) -> set[str]:
+    """Every thing's name, through ListThings' pages (250 at a time)."""
+    client = iot(srv)
+    names: set[str] = set()
+    token = None
+    while True:
+        page = client.list_things(maxResults=250, **({"nextToken": token} if token else {}))
+        names |= {t["thingName"] for t in page["things"]}
+        token = page.get("nextToken")
+        if not token:
+            return names

@@ -15,7 +15,6 @@ import os
 import subprocess
 import tarfile
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -173,15 +172,7 @@ def test_kill9_during_a_burst_of_creates_loses_nothing_acknowledged(tmp_path):
         for thread in threads:
             thread.join(30)
         srv.start()
-        iot = aws.iot(srv)
-        names: set[str] = set()
-        token = None
-        while True:
-            page = iot.list_things(maxResults=250, **({"nextToken": token} if token else {}))
-            names |= {t["thingName"] for t in page["things"]}
-            token = page.get("nextToken")
-            if not token:
-                break
+        names = aws.all_thing_names(srv)
         missing = [n for n in acknowledged if n not in names]
         assert not missing, f"{len(missing)} acknowledged creates lost: {missing[:5]}"
         # Each is there once, with its audit entry (they were one transaction).
