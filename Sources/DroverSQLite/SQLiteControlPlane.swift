@@ -223,8 +223,10 @@ public final class SQLiteControlPlane: Sendable {
 
 /// The change feed's rows, shared by the stores of one database.
 enum ChangeFeed {
-    /// Rows kept; older ones are pruned as new ones come. A reader further behind reloads.
-    static let retained: Int64 = 1_000_000
+    /// Rows kept; older ones are pruned as new ones come. A reader further behind reloads (a
+    /// process reads every follow interval, so only a bulk load puts it that far behind). Shadow
+    /// messages carry their payloads: 100 000 rows are some tens of MB at most.
+    static let retained: Int64 = 100_000
 
     static func append(_ db: Database, feature: String, kind: String, key: String, time: Double, node: String) throws {
         try db.execute(sql: "INSERT INTO change (time, feature, kind, key, node) VALUES (?, ?, ?, ?, ?)",
