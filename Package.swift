@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Bytes <-> packets. NIOCore only: no I/O, no policy.
@@ -126,6 +127,21 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The control plane's storage ports on PostgreSQL (postgres-nio): the same tables and change
+        // feed as drover.sqlite, a connection pool, versioned migrations, LISTEN/NOTIFY wake-ups.
+        .target(
+            name: "DroverPostgres",
+            dependencies: [
+                "DroverRegistry", "DroverShadowService", "DroverFleetConfig",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Signature Version 4: canonical requests, verification and signing. Crypto and Foundation
         // only, so that the load tool and the fuzzers use it without the HTTP stack.
         .target(
@@ -154,7 +170,7 @@ let package = Package(
         .target(
             name: "DroverApp",
             dependencies: [
-                "MQTTBroker", "DroverListeners", "DroverHTTP", "DroverSQLite", "DroverRegistry", "DroverIdentity",
+                "MQTTBroker", "DroverListeners", "DroverHTTP", "DroverSQLite", "DroverPostgres", "DroverRegistry", "DroverIdentity",
                 "DroverShadowService", "DroverFleetConfig",
                 "DroverPolicy",
                 .product(name: "X509", package: "swift-certificates"),
@@ -264,6 +280,18 @@ let package = Package(
                 "DroverSQLite", "MQTTBroker", "DroverRegistry", "DroverFleetConfig", "DroverShadowService",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // One contract for every control-plane backend: the same tests against drover.sqlite and
+        // against PostgreSQL (DROVER_TEST_POSTGRES_URL; scripts/test.sh starts a private server).
+        .testTarget(
+            name: "DroverStorageContractTests",
+            dependencies: [
+                "DroverSQLite", "DroverPostgres", "DroverRegistry", "DroverFleetConfig", "DroverShadowService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -3,6 +3,7 @@ import DroverHTTP
 import DroverIdentity
 import DroverListeners
 import DroverPolicy
+import DroverPostgres
 import DroverRegistry
 import DroverShadow
 import DroverShadowService
@@ -15,15 +16,34 @@ import NIOPosix
 import Prometheus
 import ServiceLifecycle
 
+/// The database behind the control plane's stores, which other processes may share.
+protocol ControlPlaneDatabase: Sendable {
+    /// Whether the broker's own database was made in this data directory, so that a missing
+    /// `broker.sqlite` is an error, not an empty broker.
+    func brokerStoreCreated(dataDir: String) -> Bool
+    func markBrokerStoreCreated(dataDir: String) throws
+    /// `wake` runs soon after any process commits a change, where the database can say so;
+    /// the followers read the feed every follow interval in any case.
+    func onChange(_ wake: @escaping @Sendable () -> Void)
+    func close()
+}
+
+extension SQLiteControlPlane: ControlPlaneDatabase {
+    /// SQLite has no notifications: the followers' timers are the only wake-up.
+    func onChange(_ wake: @escaping @Sendable () -> Void) {}
+}
+
+extension PostgresControlPlane: ControlPlaneDatabase {}
+
 /// The control plane's storage ports, and the database behind them.
 struct ControlPlaneStores: Sendable {
     var registry: any RegistryStore
     var shadows: any ShadowStore
     var fleetConfig: any FleetConfigStore
-    /// `drover.sqlite`; nil on the memory backend.
-    var sqlite: SQLiteControlPlane?
+    /// `drover.sqlite` or PostgreSQL; nil on the memory backend.
+    var database: (any ControlPlaneDatabase)?
 
-    func close() { sqlite?.close() }
+    func close() { database?.close() }
 }
 
 /// The composition root: builds every part from the configuration into one ServiceGroup.
@@ -59,7 +79,7 @@ public struct DroverApplication: Sendable {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         let metrics = BrokerMetrics(factory: PrometheusMetricsFactory(registry: registry))
-        let stores = try Self.makeControlPlaneStores(configuration, logger: logger)
+        let stores = try Self.makeControlPlaneStores(configuration, eventLoopGroup: eventLoopGroup, logger: logger)
         self.stores = stores
         let deviceRegistry = try Registry(
             configuration: .init(account: configuration.accountId), store: stores.registry, logger: logger)
@@ -98,7 +118,7 @@ public struct DroverApplication: Sendable {
         var fleetConfiguration = FleetConfigService.Configuration(
             limits: configuration.shadowLimits)
         fleetConfiguration.retryInterval = .seconds(configuration.configRetryInterval)
-        if stores.sqlite != nil { fleetConfiguration.followInterval = .milliseconds(Int(configuration.storageFollowInterval * 1000)) }
+        if stores.database != nil { fleetConfiguration.followInterval = .milliseconds(Int(configuration.storageFollowInterval * 1000)) }
         let fleetConfig = try FleetConfigService(
             registry: deviceRegistry, shadows: shadows, store: stores.fleetConfig, configuration: fleetConfiguration, logger: logger)
         self.fleetConfig = fleetConfig
@@ -139,10 +159,15 @@ public struct DroverApplication: Sendable {
         }
         // Other processes on the same database: their registry changes are taken in (and heard
         // by the listeners above) within the follow interval.
-        if stores.sqlite != nil {
+        if let database = stores.database {
             let interval = DispatchTimeInterval.milliseconds(Int(configuration.storageFollowInterval * 1000))
             deviceRegistry.follow(every: interval)
             try shadows.follow(every: interval)
+            // PostgreSQL's notifications wake them at once.
+            database.onChange { [weak deviceRegistry, weak shadows] in
+                deviceRegistry?.catchUp()
+                shadows?.wake()
+            }
         }
         let issuing = ControlPlane.Issuing(
             authority: authority, authorityId: authorityInfo.certificateId,
@@ -244,8 +269,8 @@ public struct DroverApplication: Sendable {
             let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
             let path = (configuration.dataDir as NSString).appendingPathComponent("broker.sqlite")
             let store = try SQLiteBrokerStore(path: path, durability: durability, logger: logger,
-                                              mustExist: stores.sqlite?.brokerStoreCreated(dataDir: configuration.dataDir) ?? false)
-            try stores.sqlite?.markBrokerStoreCreated(dataDir: configuration.dataDir)
+                                              mustExist: stores.database?.brokerStoreCreated(dataDir: configuration.dataDir) ?? false)
+            try stores.database?.markBrokerStoreCreated(dataDir: configuration.dataDir)
             return store
         }
     }
@@ -325,19 +350,42 @@ public struct DroverApplication: Sendable {
         return HTTPServerConfiguration.TLS(certificateChainPEM: server.certificateChainPEM, privateKeyPEM: server.privateKeyPEM)
     }
 
-    /// The control plane's stores: all in `drover.sqlite`, or in memory.
-    static func makeControlPlaneStores(_ configuration: DroverConfiguration, logger: Logger) throws -> ControlPlaneStores {
+    /// The control plane's stores: all in `drover.sqlite`, in PostgreSQL, or in memory.
+    static func makeControlPlaneStores(_ configuration: DroverConfiguration, eventLoopGroup: any EventLoopGroup,
+                                       logger: Logger) throws -> ControlPlaneStores {
         switch configuration.storageBackend {
         case "memory":
             let registry = InMemoryRegistryStore()
             return ControlPlaneStores(registry: registry, shadows: InMemoryShadowStore(),
-                                      fleetConfig: InMemoryFleetConfigStore(auditLog: registry), sqlite: nil)
+                                      fleetConfig: InMemoryFleetConfigStore(auditLog: registry), database: nil)
+        case "postgres":
+            guard let url = configuration.storageURL else {
+                throw DroverConfiguration.Error(description: "storage.backend postgres needs storage.url (postgres://USER@HOST:PORT/DATABASE)")
+            }
+            var password: String?
+            if let file = configuration.storagePasswordFile {
+                try checkPrivate(file)
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw DroverConfiguration.Error(description: "storage.password_file: cannot read \(file)")
+                }
+                password = text.trimmingCharacters(in: .newlines)
+            }
+            let database: PostgresControlPlane
+            do {
+                database = try PostgresControlPlane(url: url, password: password, poolSize: configuration.storagePoolSize,
+                                                    eventLoopGroup: eventLoopGroup, logger: logger)
+            } catch {
+                throw DroverConfiguration.Error(description: "\(error)")
+            }
+            logger.notice("control plane on PostgreSQL", metadata: ["database": "\(database.location)"])
+            return ControlPlaneStores(registry: database.registry, shadows: database.shadows, fleetConfig: database.fleetConfig,
+                                      database: database)
         default:
             let durability = SQLiteBrokerStore.Durability(configuration.storageDurability) ?? .fsync
             let database = try SQLiteControlPlane(dataDir: configuration.dataDir, path: configuration.storageDatabase,
                                                   durability: durability, logger: logger)
             return ControlPlaneStores(registry: database.registry, shadows: database.shadows, fleetConfig: database.fleetConfig,
-                                      sqlite: database)
+                                      database: database)
         }
     }
 

@@ -38,8 +38,16 @@ public struct DroverConfiguration: Sendable, Hashable {
     /// tools, stays open).
     public var publicMonitoring = MonitoringAccess.open
     public var limits = BrokerConfiguration()
-    /// `sqlite` (durable, the default) or `memory` (state is lost when the process stops).
+    /// `sqlite` (durable, the default), `postgres` (the control plane in PostgreSQL at
+    /// `storageURL`, shared by every process that names it; the broker's own state stays in
+    /// `DATA_DIR/broker.sqlite`), or `memory` (state is lost when the process stops).
     public var storageBackend = "sqlite"
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|require&sslrootcert=FILE]`.
+    public var storageURL: String?
+    /// A file (mode 0600) with the PostgreSQL password, so that it need not be in the URL.
+    public var storagePasswordFile: String?
+    /// PostgreSQL connections per process (besides the one that listens for notifications).
+    public var storagePoolSize = 8
     /// `fsync`: every group commit reaches the disk before acknowledgements go out. `normal`: the
     /// OS decides when; a process crash loses nothing, a power cut can lose the last commits.
     public var storageDurability = "fsync"
@@ -133,10 +141,26 @@ public struct DroverConfiguration: Sendable, Hashable {
             config.logLevel = value
         },
         "storage.backend": { config, value in
-            guard ["sqlite", "memory"].contains(value) else {
-                throw Error(description: "storage.backend must be sqlite or memory, not '\(value)'")
+            guard ["sqlite", "postgres", "memory"].contains(value) else {
+                throw Error(description: "storage.backend must be sqlite, postgres or memory, not '\(value)'")
             }
             config.storageBackend = value
+        },
+        "storage.url": { config, value in
+            guard value.hasPrefix("postgres://") || value.hasPrefix("postgresql://") else {
+                throw Error(description: "storage.url must be a postgres:// URL")
+            }
+            config.storageURL = value
+        },
+        "storage.password_file": { config, value in
+            guard !value.isEmpty else { throw Error(description: "storage.password_file must be a file path") }
+            config.storagePasswordFile = value
+        },
+        "storage.pool_size": { config, value in
+            guard let size = Int(value), (1...256).contains(size) else {
+                throw Error(description: "storage.pool_size must be a number of connections from 1 to 256, not '\(value)'")
+            }
+            config.storagePoolSize = size
         },
         "storage.durability": { config, value in
             guard ["fsync", "normal"].contains(value) else {

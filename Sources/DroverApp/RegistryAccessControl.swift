@@ -211,6 +211,12 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
         }
         if let cached { return cached }
         let allowed = decide(principal, clientId, action)
+        // A temporary key's decisions are not kept: it stops working when it expires, and that
+        // is no registry change that would drop them.
+        if principal.hasPrefix(Self.accessKeyPrefix),
+           registry.snapshot.accessKeys[String(principal.dropFirst(Self.accessKeyPrefix.count))]?.expiresAt != nil {
+            return allowed
+        }
         cache.withLockedValue { cache in
             guard cache.generation == generation else { return }
             // Bounded: a client that touches many topics starts its cache over.

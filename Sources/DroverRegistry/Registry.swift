@@ -160,8 +160,9 @@ public final class Registry: @unchecked Sendable {
             do {
                 guard let (entries, newPosition) = try store.changes(after: position, limit: 10_000) else {
                     logger.warning("the registry fell behind the change feed; reloading it")
-                    let records = try store.loadAll()
+                    // The position first, as at start-up: a change committed meanwhile is read twice, not missed.
                     let at = try store.feedPosition()
+                    let records = try store.loadAll()
                     let previous = lock.withLock { state }
                     let (reloaded, _) = try Self.load(records)
                     position = at

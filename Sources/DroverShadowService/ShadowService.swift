@@ -389,9 +389,7 @@ public final class ShadowService: Sendable {
     public func follow(every interval: DispatchTimeInterval) throws {
         let start = try store.feedPosition()
         let position = NIOLockedValueBox<Int64>(start)
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        timer.schedule(deadline: .now() + interval, repeating: interval)
-        timer.setEventHandler { [weak self] in
+        let step: @Sendable () -> Void = { [weak self] in
             guard let self else { return }
             do {
                 let (messages, next) = try store.messages(after: position.withLockedValue { $0 }, limit: 10_000)
@@ -401,21 +399,36 @@ public final class ShadowService: Sendable {
                 logger.error("reading the shadows' change feed failed", metadata: ["error": "\(error)"])
             }
         }
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler(handler: step)
         timer.resume()
-        follower.set(timer)
+        follower.set(timer, step: step)
+    }
+
+    /// Reads the feed now, not at the next tick (a database notification said that something
+    /// was committed). Does nothing unless ``follow(every:)`` runs.
+    public func wake() {
+        guard let step = follower.step else { return }
+        queue.async(execute: step)
     }
 }
 
 /// The follower's timer; cancelled when replaced or cleared.
 private final class FollowTimer: @unchecked Sendable {
-    // `@unchecked Sendable`: `timer` is guarded by `lock`.
+    // `@unchecked Sendable`: `timer` and `followStep` are guarded by `lock`.
     private let lock = NIOLock()
     private var timer: (any DispatchSourceTimer)?
+    private var followStep: (@Sendable () -> Void)?
 
-    func set(_ new: (any DispatchSourceTimer)?) {
+    /// What the timer runs, for a wake-up between ticks.
+    var step: (@Sendable () -> Void)? { lock.withLock { followStep } }
+
+    func set(_ new: (any DispatchSourceTimer)?, step: (@Sendable () -> Void)? = nil) {
         lock.withLock {
             timer?.cancel()
             timer = new
+            followStep = step
         }
     }
 }

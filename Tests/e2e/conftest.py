@@ -7,6 +7,11 @@ Environment:
                          against a reference broker. Drover-only checks (/health,
                          /metrics) are skipped in that mode, and some
                          Drover-specific expectations are known to differ.
+  DROVER_E2E_POSTGRES_URL  a PostgreSQL server (postgres://USER@HOST:PORT/postgres) on
+                         which the tests may make databases; scripts/test.sh starts one.
+  DROVER_E2E_BACKEND=postgres  every server that would use SQLite for its control plane
+                         uses a PostgreSQL database of its own instead (kept across its
+                         restarts); tests of drover.sqlite itself are skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +37,28 @@ HOST = "127.0.0.1"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 USE_MOSQUITTO = os.environ.get("DROVER_E2E_MOSQUITTO") == "1"
+POSTGRES_URL = os.environ.get("DROVER_E2E_POSTGRES_URL")
+BACKEND = os.environ.get("DROVER_E2E_BACKEND", "sqlite")
+if BACKEND == "postgres" and not POSTGRES_URL:
+    raise RuntimeError("DROVER_E2E_BACKEND=postgres needs DROVER_E2E_POSTGRES_URL")
+
+
+def postgres_database(name: str) -> str:
+    """Makes database `name` on the test server (if it is not there) and returns its URL."""
+    assert POSTGRES_URL, "DROVER_E2E_POSTGRES_URL is not set"
+    found = subprocess.run(["psql", POSTGRES_URL, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                           capture_output=True, text=True, timeout=30)
+    assert found.returncode == 0, found.stderr
+    if found.stdout.strip() != "1":
+        made = subprocess.run(["psql", POSTGRES_URL, "-qc", f"CREATE DATABASE {name}"],
+                              capture_output=True, text=True, timeout=30)
+        assert made.returncode == 0, made.stderr
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def new_postgres_database() -> str:
+    return postgres_database("drover_e2e_" + os.urandom(6).hex())
 
 # Servers currently in use by the running test (their log tail is attached to
 # the report of a failing test).
@@ -152,6 +179,14 @@ class DroverServer:
         # The credentials provider only where a test asks for it (on a port of its own).
         env["DROVER_CREDENTIALS_PORT"] = "0"
         env.update(self.env_extra)
+        # DROVER_E2E_BACKEND=postgres: the control plane in a database of this server's own.
+        if (BACKEND == "postgres" and env.get("DROVER_STORAGE_BACKEND", "sqlite") == "sqlite"
+                and "DROVER_STORAGE_DATABASE" not in env and env.get("DROVER_E2E_SQLITE_ONLY") != "1"):
+            marker = self.workdir / "postgres-database"
+            if not marker.exists():
+                marker.write_text("drover_e2e_" + os.urandom(6).hex())
+            env["DROVER_STORAGE_BACKEND"] = "postgres"
+            env["DROVER_STORAGE_URL"] = postgres_database(marker.read_text().strip())
         if self._log is not None:
             self._log.close()
         self._log = open(self.log_path, "ab")
@@ -389,4 +424,4 @@ def clients():
 def pytest_report_header(config):
     if USE_MOSQUITTO:
         return "drover e2e: DEVELOPER AID MODE — running against Debian mosquitto, not Drover"
-    return f"drover e2e: binary {drover_bin()}"
+    return f"drover e2e: binary {drover_bin()}, control plane on {BACKEND}"

@@ -1,6 +1,8 @@
-"""Two `drover serve` processes on one control-plane database (`storage.database`), each with
-its own data directory (its broker's sessions) and the same CA. What one node changes, the
-other takes in from the change feed within `storage.follow_interval` (0.25 s by default):
+"""Two `drover serve` processes on one control-plane database, each with its own data directory
+(its broker's sessions) and the same CA: one SQLite file (`storage.database`), and one
+PostgreSQL database (`storage.backend: postgres`, when DROVER_E2E_POSTGRES_URL names a
+server). What one node changes, the other takes in from the change feed at once (PostgreSQL's
+notifications), or within `storage.follow_interval` (0.25 s by default) on SQLite:
 
 - a thing and certificate made through node A connect through node B;
 - a certificate revoked on node A drops the device's live connection on node B within a second;
@@ -8,9 +10,6 @@ other takes in from the change feed within `storage.follow_interval` (0.25 s by 
   `/update/delta` (AWS IoT Device SDK v2);
 - `kill -9` of node A during a burst of CreateThing calls: node B carries on, and every
   acknowledged thing is there.
-
-The nodes share one SQLite file here, on one machine; a PostgreSQL backend, for nodes on
-several machines, is not built yet (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -23,14 +22,31 @@ import time
 import pytest
 
 import aws
+import conftest as e2e
 from clients import uid, wait_until
 from test_device_identity import TlsClient, policy_document, provision, sdk_connection, shadow_policy
 from test_durability import SQLITE, DurableServer
 
 
+def backends() -> list[str]:
+    if e2e.BACKEND == "postgres":
+        return ["postgres"]
+    return ["sqlite"] + (["postgres"] if e2e.POSTGRES_URL else [])
+
+
+@pytest.fixture(params=backends())
+def shared(request):
+    """The environment that puts a node on the shared database: for SQLite, node A's file."""
+    if request.param == "postgres":
+        url = e2e.new_postgres_database()
+        return lambda a_data: {"DROVER_STORAGE_BACKEND": "postgres", "DROVER_STORAGE_URL": url}
+    return lambda a_data: dict(SQLITE, DROVER_E2E_SQLITE_ONLY="1",
+                               **({} if a_data is None else {"DROVER_STORAGE_DATABASE": str(a_data / "drover.sqlite")}))
+
+
 @pytest.fixture
-def nodes(tmp_path):
-    a = DurableServer(tmp_path / "a", dict(SQLITE, DROVER_E2E_TLS="1"))
+def nodes(tmp_path, shared):
+    a = DurableServer(tmp_path / "a", dict(shared(None), DROVER_E2E_TLS="1"))
     a.workdir.mkdir()
     a.start()
     b_dir = tmp_path / "b"
@@ -38,7 +54,7 @@ def nodes(tmp_path):
     # The same CA (devices trust one), its own data directory, the one database.
     for name in ("ca.pem", "ca.key"):
         shutil.copy(a.data_dir / name, b_dir / "data" / name)
-    b = DurableServer(b_dir, dict(SQLITE, DROVER_E2E_TLS="1", DROVER_STORAGE_DATABASE=str(a.data_dir / "drover.sqlite")))
+    b = DurableServer(b_dir, dict(shared(a.data_dir), DROVER_E2E_TLS="1"))
     b.start()
     # Node B made no admin key of its own: the database had one. Its clients use A's.
     shutil.copy(a.data_dir / "admin-credentials", b.data_dir / "admin-credentials")
