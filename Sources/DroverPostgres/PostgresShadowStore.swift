@@ -26,7 +26,7 @@ public final class PostgresShadowStore: ShadowStore {
         }
     }
 
-    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage]) throws {
+    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage], expecting bases: [ShadowBase]) throws {
         guard !writes.isEmpty else { return }
         let time = Date().timeIntervalSince1970
         // The last write of each shadow is what is stored; every write gets its change row.
@@ -45,6 +45,19 @@ public final class PostgresShadowStore: ShadowStore {
         let rows = Array(final.values)
         try pool.transaction { session in
             try session.lockFeed()
+            // Under the feed's lock: a shadow another process wrote since the batch read it
+            // refuses the batch.
+            if !bases.isEmpty {
+                let changed = try session.query("""
+                    SELECT t.thing, t.name FROM unnest(\(bases.map(\.thing.storable))::text[], \(bases.map(\.name.storable))::text[],
+                                                     \(bases.map { Int64($0.version) })::int8[]) AS t(thing, name, version)
+                    LEFT JOIN drover_shadow s ON s.thing = t.thing AND s.name = t.name
+                    WHERE COALESCE(s.version, 0) <> t.version LIMIT 1
+                    """, doing: "checking shadow versions")
+                if let row = changed.first {
+                    throw ShadowStoreConflict(thing: try row.column(0, String.self), name: try row.column(1, String.self))
+                }
+            }
             var binds = PostgresBindings()
             binds.append(rows.map(\.thing.storable))
             binds.append(rows.map(\.name.storable))

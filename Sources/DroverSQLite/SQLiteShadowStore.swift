@@ -25,10 +25,18 @@ public final class SQLiteShadowStore: ShadowStore {
         }
     }
 
-    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage]) throws {
+    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage], expecting bases: [ShadowBase]) throws {
         guard !writes.isEmpty else { return }
         let time = Date().timeIntervalSince1970
-        try database.write { db in
+        // IMMEDIATE: the write lock before the versions are read, so that no other process
+        // writes between the check and the write.
+        try database.writeWithoutTransaction { db in try db.inTransaction(.immediate) {
+            // A shadow another process wrote since the batch read it refuses the batch.
+            for base in bases {
+                let stored = try Int.fetchOne(db, sql: "SELECT version FROM shadow WHERE thing = ? AND name = ?",
+                                              arguments: [base.thing, base.name]) ?? 0
+                if stored != base.version { throw ShadowStoreConflict(thing: base.thing, name: base.name) }
+            }
             for write in writes {
                 switch write {
                 case .save(let thing, let name, let document, let version):
@@ -46,7 +54,8 @@ public final class SQLiteShadowStore: ShadowStore {
                                arguments: [time, Self.feature, message.topic, node, Data(message.payload)])
             }
             try ChangeFeed.prune(db, added: writes.count + messages.count)
-        }
+            return .commit
+        } }
     }
 
     public func messages(after sequence: Int64, limit: Int) throws -> (messages: [ShadowMessage], position: Int64) {

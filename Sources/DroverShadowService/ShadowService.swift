@@ -179,27 +179,7 @@ public final class ShadowService: Sendable {
                 return batch
             }
             guard !batch.isEmpty else { return }
-            var shadows: [Key: (document: ShadowDocument?, deletedVersion: Int)] = [:]
-            var writes: [ShadowWrite] = []
-            var answers = batch.map { handle($0, shadows: &shadows, writes: &writes) }
-            // What the accepted writes publish here, other processes on the store publish too.
-            var messages: [ShadowMessage] = []
-            for (request, answer) in zip(batch, answers) where request.operation != .get && answer.http.status == 200 {
-                messages += answer.mqtt.map { ShadowMessage(topic: $0.0, payload: $0.1) }
-            }
-            do {
-                try store.apply(writes, announcing: messages)
-            } catch {
-                // Nothing of this batch is durable: every request in it fails, the reads too (they
-                // may have seen a change that is now lost).
-                logger.error("shadow store write failed", metadata: ["error": "\(error)", "requests": "\(batch.count)"])
-                let now = Int64(Date().timeIntervalSince1970)
-                answers = batch.map { request in
-                    let failure = ShadowError.internalFailure(timestamp: now)
-                    return Answer(mqtt: [("\(Self.prefix(request.thing, request.name))/\(request.operation.rawValue)/rejected", failure.payload)],
-                                  http: ShadowHTTPResponse(failure))
-                }
-            }
+            let answers = commit(batch)
             pending.withLockedValue { pending in
                 for request in batch {
                     let key = Key(thing: request.thing, name: request.name)
@@ -211,6 +191,61 @@ public final class ShadowService: Sendable {
         }
     }
 
+    /// Handles a batch and stores what it wrote, in one transaction. Another process may have
+    /// changed one of its shadows after the batch read it: the store then refuses the whole
+    /// batch (``ShadowStoreConflict``), and it is handled again from what is stored now, so that
+    /// neither update is lost. A store that keeps failing fails every request of the batch.
+    private func commit(_ batch: [Request]) -> [Answer] {
+        for _ in 0..<8 {
+            var shadows: [Key: (document: ShadowDocument?, deletedVersion: Int)] = [:]
+            var writes: [ShadowWrite] = []
+            var loadedVersions: [Key: Int] = [:]
+            var answers = batch.map { handle($0, shadows: &shadows, loaded: &loadedVersions, writes: &writes) }
+            // The version each written shadow had when the batch read it.
+            var bases: [ShadowBase] = []
+            var based = Set<Key>()
+            for write in writes {
+                let key: Key
+                switch write {
+                case .save(let thing, let name, _, _), .delete(let thing, let name, _): key = Key(thing: thing, name: name)
+                }
+                if based.insert(key).inserted, let loaded = loadedVersions[key] {
+                    bases.append(ShadowBase(thing: key.thing, name: key.name, version: loaded))
+                }
+            }
+            // What the accepted writes publish here, other processes on the store publish too.
+            var messages: [ShadowMessage] = []
+            for (request, answer) in zip(batch, answers) where request.operation != .get && answer.http.status == 200 {
+                messages += answer.mqtt.map { ShadowMessage(topic: $0.0, payload: $0.1) }
+            }
+            do {
+                try store.apply(writes, announcing: messages, expecting: bases)
+                return answers
+            } catch is ShadowStoreConflict {
+                logger.debug("a shadow of the batch changed in another process; handling the batch again")
+                continue
+            } catch {
+                // Nothing of this batch is durable: every request in it fails, the reads too (they
+                // may have seen a change that is now lost).
+                logger.error("shadow store write failed", metadata: ["error": "\(error)", "requests": "\(batch.count)"])
+                answers = failures(batch)
+                return answers
+            }
+        }
+        logger.error("shadow store write failed", metadata: ["error": "other processes kept changing the same shadows",
+                                                            "requests": "\(batch.count)"])
+        return failures(batch)
+    }
+
+    private func failures(_ batch: [Request]) -> [Answer] {
+        let now = Int64(Date().timeIntervalSince1970)
+        return batch.map { request in
+            let failure = ShadowError.internalFailure(timestamp: now)
+            return Answer(mqtt: [("\(Self.prefix(request.thing, request.name))/\(request.operation.rawValue)/rejected", failure.payload)],
+                          http: ShadowHTTPResponse(failure))
+        }
+    }
+
     /// What a request comes to: MQTT messages to publish, and the HTTP answer.
     struct Answer {
         var mqtt: [(String, [UInt8])] = []
@@ -218,9 +253,11 @@ public final class ShadowService: Sendable {
     }
 
     /// Runs on `queue`, within a drain: `shadows` holds what earlier requests of the batch made
-    /// of each shadow, and `writes` collects the changes to store.
+    /// of each shadow, `loaded` the version each had in the store, and `writes` collects the
+    /// changes to store.
     private func handle(
-        _ request: Request, shadows: inout [Key: (document: ShadowDocument?, deletedVersion: Int)], writes: inout [ShadowWrite]
+        _ request: Request, shadows: inout [Key: (document: ShadowDocument?, deletedVersion: Int)],
+        loaded loadedVersions: inout [Key: Int], writes: inout [ShadowWrite]
     ) -> Answer {
         let (thing, name, operation, payload) = (request.thing, request.name, request.operation, request.payload)
         let now = Int64(Date().timeIntervalSince1970)
@@ -233,7 +270,9 @@ public final class ShadowService: Sendable {
         if shadows[key] == nil {
             do {
                 let loaded = try store.load(thing: thing, name: name)
-                shadows[key] = (loaded.document.flatMap { ShadowDocument(storageBytes: $0) }, loaded.deletedVersion)
+                let document = loaded.document.flatMap { ShadowDocument(storageBytes: $0) }
+                shadows[key] = (document, loaded.deletedVersion)
+                loadedVersions[key] = document?.version ?? loaded.deletedVersion
             } catch {
                 logger.error("shadow store read failed", metadata: ["error": "\(error)"])
                 return rejected(.internalFailure(timestamp: now))

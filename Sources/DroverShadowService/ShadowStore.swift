@@ -17,7 +17,11 @@ public protocol ShadowStore: Sendable {
     /// that the writes published here (`/update/accepted`, `/delta`, `/documents`,
     /// `/delete/accepted`), so that other processes on the same database publish them to their
     /// own subscribers.
-    func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage]) throws
+    ///
+    /// `bases`: the version each written shadow had when the writer read it (0: none). If the
+    /// store holds another version of any of them (another process wrote it meanwhile),
+    /// nothing is written and ``ShadowStoreConflict`` is thrown, so that the writer reads again.
+    func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage], expecting bases: [ShadowBase]) throws
     /// The messages other processes stored after `sequence`, oldest first, and the feed's
     /// number after them.
     func messages(after sequence: Int64, limit: Int) throws -> (messages: [ShadowMessage], position: Int64)
@@ -28,6 +32,32 @@ public protocol ShadowStore: Sendable {
     /// Everything of a thing, tombstones included (the thing was deleted).
     func deleteAll(thing: String) throws
     func close()
+}
+
+/// A shadow's version as a writer read it: the document's, a deleted one's, or 0 for none.
+public struct ShadowBase: Sendable, Hashable {
+    public var thing: String
+    public var name: String
+    public var version: Int
+
+    public init(thing: String, name: String, version: Int) {
+        self.thing = thing
+        self.name = name
+        self.version = version
+    }
+}
+
+/// A shadow changed after the writer read it: nothing was written.
+public struct ShadowStoreConflict: Error, CustomStringConvertible {
+    public var thing: String
+    public var name: String
+
+    public init(thing: String, name: String) {
+        self.thing = thing
+        self.name = name
+    }
+
+    public var description: String { "shadow '\(name)' of \(thing) changed in another process" }
 }
 
 /// A message published with a shadow write.
@@ -43,7 +73,10 @@ public struct ShadowMessage: Sendable, Hashable {
 
 extension ShadowStore {
     public func close() {}
-    public func apply(_ writes: [ShadowWrite]) throws { try apply(writes, announcing: []) }
+    public func apply(_ writes: [ShadowWrite]) throws { try apply(writes, announcing: [], expecting: []) }
+    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage]) throws {
+        try apply(writes, announcing: messages, expecting: [])
+    }
 }
 
 public final class InMemoryShadowStore: ShadowStore {
@@ -62,8 +95,11 @@ public final class InMemoryShadowStore: ShadowStore {
     public func messages(after sequence: Int64, limit: Int) throws -> (messages: [ShadowMessage], position: Int64) { ([], 0) }
     public func feedPosition() throws -> Int64 { 0 }
 
-    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage]) throws {
-        state.withLockedValue { state in
+    public func apply(_ writes: [ShadowWrite], announcing messages: [ShadowMessage], expecting bases: [ShadowBase]) throws {
+        try state.withLockedValue { state in
+            for base in bases where (state[base.thing]?[base.name]?.version ?? 0) != base.version {
+                throw ShadowStoreConflict(thing: base.thing, name: base.name)
+            }
             for write in writes {
                 switch write {
                 case .save(let thing, let name, let document, let version): state[thing, default: [:]][name] = (document, version)

@@ -400,6 +400,36 @@ struct StorageContractTests {
         #expect(try one.shadows.load(thing: "t", name: "beta").deletedVersion == 0)
     }
 
+    @Test("a shadow written by another process since the writer read it refuses the whole batch", arguments: Backend.available)
+    func shadowConflicts(_ backend: Backend) throws {
+        let shared = try SharedDatabase(backend)
+        let one = try shared.open(node: "a")
+        let two = try shared.open(node: "b")
+        defer { one.close(); two.close() }
+        // Both read "t" at version 0 (none); two writes first.
+        try two.shadows.apply([.save(thing: "t", name: "", document: [2], version: 1)], announcing: [],
+                              expecting: [ShadowBase(thing: "t", name: "", version: 0)])
+        let before = try one.shadows.feedPosition()
+        #expect(throws: ShadowStoreConflict.self) {
+            try one.shadows.apply([.save(thing: "u", name: "", document: [9], version: 1),
+                                   .save(thing: "t", name: "", document: [1], version: 1)],
+                                  announcing: [ShadowMessage(topic: "x", payload: [1])],
+                                  expecting: [ShadowBase(thing: "u", name: "", version: 0), ShadowBase(thing: "t", name: "", version: 0)])
+        }
+        // Nothing of the refused batch was written, announced or numbered.
+        #expect(try one.shadows.load(thing: "t", name: "").document == [2])
+        #expect(try one.shadows.load(thing: "u", name: "").document == nil)
+        #expect(try one.shadows.feedPosition() == before)
+        // Read again, it goes in; a deleted shadow's version is its base.
+        try one.shadows.apply([.save(thing: "t", name: "", document: [3], version: 2)], announcing: [],
+                              expecting: [ShadowBase(thing: "t", name: "", version: 1)])
+        try two.shadows.apply([.delete(thing: "t", name: "", version: 2)], announcing: [],
+                              expecting: [ShadowBase(thing: "t", name: "", version: 2)])
+        try one.shadows.apply([.save(thing: "t", name: "", document: [4], version: 3)], announcing: [],
+                              expecting: [ShadowBase(thing: "t", name: "", version: 2)])
+        #expect(try two.shadows.load(thing: "t", name: "").document == [4])
+    }
+
     @Test("the broker's store is remembered per data directory", arguments: Backend.available)
     func brokerMarker(_ backend: Backend) throws {
         let shared = try SharedDatabase(backend)

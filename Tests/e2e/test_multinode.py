@@ -252,3 +252,34 @@ def test_a_configuration_rollout_runs_once_and_survives_its_node(nodes):
     # (the same document).
     assert all(s["version"] in (2, 3) for s in shadows), sorted({s["version"] for s in shadows})
     a.start()
+
+
+def test_one_shadow_updated_through_both_nodes_at_once_loses_no_update(nodes):
+    """Each node reads a shadow, then writes it; a write whose shadow the other node changed
+    meanwhile is refused by the store and handled again, so every accepted update counts."""
+    a, b = nodes
+    thing = uid("race")
+    aws.iot(a).create_thing(thingName=thing)
+    per_node = 40
+
+    def update(node, side):
+        data = aws.iot_data(node)
+        versions = []
+        for i in range(per_node):
+            answer = data.update_thing_shadow(thingName=thing, payload=json.dumps({"state": {"reported": {side: i}}}))
+            versions.append(json.loads(answer["payload"].read())["version"])
+        return versions
+
+    results: dict[str, list[int]] = {}
+    threads = [threading.Thread(target=lambda n=n, s=s: results.__setitem__(s, update(n, s))) for n, s in ((a, "a"), (b, "b"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert set(results) == {"a", "b"}, results
+    accepted = results["a"] + results["b"]
+    # Every accepted update has a version of its own, and the shadow counts them all.
+    assert sorted(accepted) == list(range(1, 2 * per_node + 1)), sorted(accepted)
+    shadow = json.loads(aws.iot_data(b).get_thing_shadow(thingName=thing)["payload"].read())
+    assert shadow["version"] == 2 * per_node
+    assert shadow["state"]["reported"] == {"a": per_node - 1, "b": per_node - 1}
