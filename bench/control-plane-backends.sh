@@ -22,11 +22,13 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    scripts/postgres.sh stop "$WORK/pg" || true
+    scripts/postgres.sh stop "$PG_DIR" || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-PG_URL=$(scripts/postgres.sh start "$WORK/pg")
+# Its own directory: mktemp's are closed to the postgres user that the server runs as.
+PG_DIR=$(mktemp -d /tmp/drover-bench-pg.XXXXXX)
+PG_URL=$(scripts/postgres.sh start "$PG_DIR")
 PG_BASE=${PG_URL%/*}
 
 # serve NAME HTTP_PORT [ENV...]: a node with its own data directory.

@@ -50,7 +50,7 @@ public final class PostgresControlPlane: Sendable {
         registry = PostgresRegistryStore(pool: pool, node: node)
         fleetConfig = PostgresFleetConfigStore(pool: pool, node: node)
         shadows = PostgresShadowStore(pool: pool, node: node)
-        listener = ChangeListener(pool: pool, logger: logger)
+        listener = ChangeListener(pool: pool, node: node, logger: logger)
         listener.start()
     }
 
@@ -235,9 +235,10 @@ enum PostgresChangeFeed {
         try session.query("SELECT COALESCE(MAX(seq), 0) FROM drover_change").first?.column(0, Int64.self) ?? 0
     }
 
-    /// Delivered at commit, to every listening process (this one too).
-    static func notify(_ session: PostgresSession) throws {
-        try session.query("SELECT pg_notify(\(PostgresControlPlane.channel), '')")
+    /// Delivered at commit, to every listening process; the payload is the writer's node, so
+    /// that the writer does not wake itself.
+    static func notify(_ session: PostgresSession, node: String) throws {
+        try session.query("SELECT pg_notify(\(PostgresControlPlane.channel), \(node))")
     }
 }
 
@@ -253,10 +254,12 @@ final class ChangeListener: @unchecked Sendable {
     }
     private let state = NIOLockedValueBox(State())
     private let pool: PostgresPool
+    private let node: String
     private let logger: Logger
 
-    init(pool: PostgresPool, logger: Logger) {
+    init(pool: PostgresPool, node: String, logger: Logger) {
         self.pool = pool
+        self.node = node
         self.logger = logger
     }
 
@@ -265,7 +268,11 @@ final class ChangeListener: @unchecked Sendable {
     func start() {
         pool.connect().flatMap { connection -> EventLoopFuture<PostgresConnection> in
             let loop = connection.eventLoop
-            connection.addListener(channel: PostgresControlPlane.channel) { [weak self] _, _ in self?.heard(on: loop) }
+            let node = self.node
+            connection.addListener(channel: PostgresControlPlane.channel) { [weak self] _, notification in
+                // This process's own commits: it knows of them already.
+                if notification.payload != node { self?.heard(on: loop) }
+            }
             return connection.query("LISTEN \(unescaped: PostgresControlPlane.channel)", logger: self.logger).map { _ in connection }
         }.whenComplete { [weak self] result in
             guard let self else { return }

@@ -53,7 +53,7 @@ public final class PostgresFleetConfigStore: FleetConfigStore {
             if let last = try PostgresChangeFeed.append(session, feature: Self.feature, kinds: changes.map(\.kind),
                                                         keys: changes.map(\.key), time: time, node: node) {
                 try PostgresChangeFeed.prune(session, last: last, added: changes.count)
-                try PostgresChangeFeed.notify(session)
+                try PostgresChangeFeed.notify(session, node: node)
             }
             if let audit { try PostgresRegistryStore.insert(audit, session) }
         }

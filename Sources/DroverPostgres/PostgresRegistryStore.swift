@@ -61,7 +61,7 @@ public final class PostgresRegistryStore: RegistryStore {
             // The lock first: no other process commits a change between what `body` sees and
             // what it writes.
             try session.lockFeed()
-            let external = try Self.changes(after: sequence, limit: Int.max, session)
+            let external = try Self.changes(after: sequence, limit: Int.max, session, position: false)
             let (changes, audit) = try body(external.changes)
             return try Self.store(changes, audit: audit, node: node, session) ?? PostgresChangeFeed.last(session)
         }
@@ -76,7 +76,9 @@ public final class PostgresRegistryStore: RegistryStore {
         }
     }
 
-    static func changes(after sequence: Int64, limit: Int, _ session: PostgresSession) throws
+    /// `position`: whether the feed's last number is wanted (a write under the lock knows it
+    /// from its own rows).
+    static func changes(after sequence: Int64, limit: Int, _ session: PostgresSession, position wanted: Bool = true) throws
         -> (changes: [RegistryRecordChange], position: Int64) {
         let limit = min(limit, 1_000_000)
         let rows = try session.query("""
@@ -93,7 +95,7 @@ public final class PostgresRegistryStore: RegistryStore {
                                                 value: try row.column(3, ByteBuffer?.self)?.bytes))
         }
         // Rows of other features after the last registry row count as read too.
-        if rows.count < limit { position = max(position, try PostgresChangeFeed.last(session)) }
+        if wanted && rows.count < limit { position = max(position, try PostgresChangeFeed.last(session)) }
         return (changes, position)
     }
 
@@ -108,26 +110,31 @@ public final class PostgresRegistryStore: RegistryStore {
         let final = changes.enumerated().filter { latest[$0.element.kind + "\u{0}" + $0.element.key] == $0.offset }.map(\.element)
         let stored = final.filter { $0.value != nil }
         let removed = final.filter { $0.value == nil }
-        if !stored.isEmpty {
-            try session.query("""
+        // One statement, one round trip: the records, their removal, the audit entry, the
+        // change rows and the notification.
+        let entry = audit ?? AuditEntry(time: time, principal: "", operation: "", resource: "", outcome: "")
+        let rows = try session.query("""
+            WITH stored AS (
                 INSERT INTO drover_record (kind, key, value)
-                SELECT * FROM unnest(\(stored.map(\.kind))::text[], \(stored.map(\.key.storable))::text[], \(stored.map { ByteBuffer(bytes: $0.value ?? []) })::bytea[])
-                ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value
-                """, doing: "writing registry records")
-        }
-        if !removed.isEmpty {
-            try session.query("""
+                SELECT * FROM unnest(\(stored.map(\.kind))::text[], \(stored.map(\.key.storable))::text[],
+                                     \(stored.map { ByteBuffer(bytes: $0.value ?? []) })::bytea[])
+                ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value),
+            removed AS (
                 DELETE FROM drover_record r USING unnest(\(removed.map(\.kind))::text[], \(removed.map(\.key.storable))::text[]) AS t(kind, key)
-                WHERE r.kind = t.kind AND r.key = t.key
-                """, doing: "removing registry records")
-        }
-        let last = try PostgresChangeFeed.append(session, feature: feature, kinds: changes.map(\.kind), keys: changes.map(\.key),
-                                                 time: time, node: node)
-        if let last {
-            try PostgresChangeFeed.prune(session, last: last, added: changes.count)
-            try PostgresChangeFeed.notify(session)
-        }
-        if let audit { try insert(audit, session) }
+                WHERE r.kind = t.kind AND r.key = t.key),
+            audited AS (
+                INSERT INTO drover_audit (time, principal, operation, resource, outcome, message)
+                SELECT \(entry.time), \(entry.principal.storable), \(entry.operation.storable), \(entry.resource.storable),
+                       \(entry.outcome.storable), \(entry.message?.storable)::text WHERE \(audit != nil)),
+            changed AS (
+                INSERT INTO drover_change (time, feature, kind, key, node)
+                SELECT \(time), \(feature), kind, key, \(node)
+                FROM unnest(\(changes.map(\.kind))::text[], \(changes.map(\.key.storable))::text[]) WITH ORDINALITY AS t(kind, key, n)
+                ORDER BY n RETURNING seq)
+            SELECT MAX(seq), CASE WHEN COUNT(*) > 0 THEN pg_notify(\(PostgresControlPlane.channel), \(node)) END FROM changed
+            """, doing: "writing registry records")
+        let last = try rows.first?.column(0, Int64?.self)
+        if let last { try PostgresChangeFeed.prune(session, last: last, added: changes.count) }
         return last
     }
 

@@ -83,7 +83,7 @@ public final class PostgresShadowStore: ShadowStore {
                 last = max(last, try inserted.map { try $0.column(0, Int64.self) }.max() ?? 0)
             }
             try PostgresChangeFeed.prune(session, last: last, added: writes.count + messages.count)
-            try PostgresChangeFeed.notify(session)
+            try PostgresChangeFeed.notify(session, node: node)
         }
     }
 
@@ -125,7 +125,7 @@ public final class PostgresShadowStore: ShadowStore {
             try session.lockFeed()
             try session.query("DELETE FROM drover_shadow WHERE thing = \(thing.storable)", doing: "deleting shadows")
             _ = try PostgresChangeFeed.append(session, feature: Self.feature, kinds: ["shadows"], keys: [thing], time: time, node: node)
-            try PostgresChangeFeed.notify(session)
+            try PostgresChangeFeed.notify(session, node: node)
         }
     }
 }
