@@ -30,9 +30,7 @@ public final class PostgresFleetConfigStore: FleetConfigStore {
     public func apply(_ changes: [ConfigRecordChange], audit: AuditEntry?) throws {
         guard !changes.isEmpty || audit != nil else { return }
         let time = audit?.time ?? Date().timeIntervalSince1970
-        var latest: [String: Int] = [:]
-        for (index, change) in changes.enumerated() { latest[change.kind + "\u{0}" + change.key] = index }
-        let final = changes.enumerated().filter { latest[$0.element.kind + "\u{0}" + $0.element.key] == $0.offset }.map(\.element)
+        let final = lastOfEachKey(changes) { $0.kind + "\u{0}" + $0.key }
         let stored = final.filter { $0.value != nil }
         let removed = final.filter { $0.value == nil }
         try pool.transaction { session in

@@ -204,6 +204,14 @@ extension ByteBuffer {
     var bytes: [UInt8] { Array(readableBytesView) }
 }
 
+/// The last of the items that share a key, in their order: what row-by-row writes would leave.
+/// (One INSERT ... ON CONFLICT cannot touch a row twice.)
+func lastOfEachKey<T>(_ items: [T], key: (T) -> String) -> [T] {
+    var last: [String: Int] = [:]
+    for (index, item) in items.enumerated() { last[key(item)] = index }
+    return items.enumerated().filter { last[key($0.element)] == $0.offset }.map(\.element)
+}
+
 extension String {
     /// PostgreSQL's text cannot hold NUL: a name a client sent with one is stored with U+FFFD.
     var storable: String { contains("\0") ? replacingOccurrences(of: "\0", with: "\u{FFFD}") : self }

@@ -105,9 +105,7 @@ public final class PostgresRegistryStore: RegistryStore {
     static func store(_ changes: [RegistryRecordChange], audit: AuditEntry?, node: String, _ session: PostgresSession) throws -> Int64? {
         let time = audit?.time ?? Date().timeIntervalSince1970
         // Last write of a key wins within one command, as it does row by row.
-        var latest: [String: Int] = [:]
-        for (index, change) in changes.enumerated() { latest[change.kind + "\u{0}" + change.key] = index }
-        let final = changes.enumerated().filter { latest[$0.element.kind + "\u{0}" + $0.element.key] == $0.offset }.map(\.element)
+        let final = lastOfEachKey(changes) { $0.kind + "\u{0}" + $0.key }
         let stored = final.filter { $0.value != nil }
         let removed = final.filter { $0.value == nil }
         // One statement, one round trip: the records, their removal, the audit entry, the
