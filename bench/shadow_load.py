@@ -55,6 +55,11 @@ class Device:
             self.sent += 1
 
 
+# Shadows exist only for registered things (shadow.require_registered_thing, the default).
+iot = boto3.client("iot", endpoint_url=f"http://127.0.0.1:{http_port}", region_name="us-east-1",
+                   aws_access_key_id=key["aws_access_key_id"], aws_secret_access_key=key["aws_secret_access_key"])
+for i in range(devices):
+    iot.create_thing(thingName=f"bench_{i}")
 fleet = [Device(f"bench_{i}") for i in range(devices)]
 time.sleep(1)
 t0 = time.monotonic()
