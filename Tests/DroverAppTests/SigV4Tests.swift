@@ -66,4 +66,35 @@ struct SigV4Tests {
         #expect(SigV4Verifier.encode("a b/c~") == "a%20b%2Fc~")
         #expect(SigV4Verifier.parseQuery("b=2&a=1&c").map(\.0) == ["b", "a", "c"])
     }
+
+    @Test("X-Amz-Date is read strictly and written back the same, by arithmetic")
+    func dates() {
+        #expect(SigV4Verifier.parseDate("20150830T123600Z") == date)
+        #expect(SigV4Verifier.format(date) == "20150830T123600Z")
+        #expect(SigV4Verifier.parseDate("19700101T000000Z") == Date(timeIntervalSince1970: 0))
+        // Leap days: 2024 and 2000 have one, 2100 and 2023 do not.
+        #expect(SigV4Verifier.parseDate("20240229T235959Z") == Date(timeIntervalSince1970: 1_709_251_199))
+        #expect(SigV4Verifier.parseDate("20000229T000000Z") == Date(timeIntervalSince1970: 951_782_400))
+        for bad in ["20230229T000000Z", "21000229T000000Z", "20261301T000000Z", "20260100T000000Z", "20260431T000000Z",
+                    "20260101T240000Z", "20260101T126000Z", "20260101T120060Z", "20260101T120000", "20260101 120000Z",
+                    "2026010aT120000Z", "+0260101T120000Z", "20260101T120000Z ", "", "２０２６0101T120000Z"] {
+            #expect(SigV4Verifier.parseDate(bad) == nil, "\(bad)")
+        }
+        // Every day for 60 years around now comes back as it went.
+        var day = Date(timeIntervalSince1970: 946_684_800 + 45_296)
+        for _ in 0..<(60 * 366 / 7) {
+            let text = SigV4Verifier.format(day)
+            #expect(SigV4Verifier.parseDate(text) == day, "\(text)")
+            day.addTimeInterval(7 * 86_400 + 3_601)
+        }
+        #expect(SigV4Verifier.format(Date(timeIntervalSince1970: 1_440_938_160.9)) == "20150830T123600Z")
+    }
+
+    @Test("hex and percent-encoding by table")
+    func tables() {
+        #expect(SigV4Verifier.hex([0x00, 0x0f, 0xa5, 0xff]) == "000fa5ff")
+        #expect(SigV4Verifier.hex([]) == "")
+        #expect(SigV4Verifier.encode("é/\u{0}", keepSlash: true) == "%C3%A9/%00")
+        #expect(SigV4Verifier.payloadHash(of: []) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    }
 }
