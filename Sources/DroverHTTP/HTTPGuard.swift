@@ -333,39 +333,77 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// On the bytes, not on a String of the head: this runs for every request.
     private static func framing(of head: [UInt8], maxBody: Int) -> Framing {
-        var lengths: [Substring] = []
-        var transferEncodings: [Substring] = []
+        var lengths: [ArraySlice<UInt8>] = []
+        var transferEncodings: [ArraySlice<UInt8>] = []
         var upgrade = false
-        let text = String(decoding: head, as: UTF8.self)
-        for line in text.split(separator: "\r\n").dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else {
-                return line.isEmpty ? .body(0) : .refuse("400 Bad Request")
-            }
-            let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        for line in lines(of: head).dropFirst() where !line.isEmpty {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return .refuse("400 Bad Request") }
+            let name = line[..<colon]
             // No whitespace between a field name and its colon (RFC 9112 5.1).
-            if name.last == " " || name.last == "\t" { return .refuse("400 Bad Request") }
-            switch name {
-            case "content-length": lengths.append(contentsOf: value.split(separator: ",").map { $0.trimmingPrefix(" ") })
-            case "transfer-encoding": transferEncodings.append(Substring(value.lowercased()))
-            case "upgrade": upgrade = true
-            default: break
+            if let last = name.last, isBlank(last) { return .refuse("400 Bad Request") }
+            let value = trimmed(line[(colon + 1)...])
+            if equalsIgnoringCase(name, "content-length") {
+                for part in value.split(separator: UInt8(ascii: ",")) { lengths.append(trimmed(part)) }
+            } else if equalsIgnoringCase(name, "transfer-encoding") {
+                transferEncodings.append(value)
+            } else if equalsIgnoringCase(name, "upgrade") {
+                upgrade = true
             }
         }
         if !transferEncodings.isEmpty {
             // Content-Length with Transfer-Encoding is how requests are smuggled: refuse it.
-            guard lengths.isEmpty, transferEncodings.count == 1, transferEncodings[0] == "chunked" else {
+            guard lengths.isEmpty, transferEncodings.count == 1, equalsIgnoringCase(transferEncodings[0], "chunked") else {
                 return .refuse("400 Bad Request")
             }
             return .passThrough
         }
         if upgrade { return .upgrade }
         guard let first = lengths.first else { return .body(0) }
-        guard lengths.allSatisfy({ $0 == first }), first.allSatisfy(\.isASCIIDigit), first.count <= 18, let length = Int(first)
+        guard lengths.allSatisfy({ $0.elementsEqual(first) }), !first.isEmpty, first.count <= 18,
+              first.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
         else { return .refuse("400 Bad Request") }
+        let length = first.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
         guard length <= maxBody else { return .refuse("413 Content Too Large") }
         return .body(length)
+    }
+
+    /// The lines of a head, split at CRLF (a lone CR or LF stays in its line, and fails the checks).
+    private static func lines(of head: [UInt8]) -> [ArraySlice<UInt8>] {
+        var lines: [ArraySlice<UInt8>] = []
+        var start = head.startIndex
+        var index = head.startIndex
+        while index < head.endIndex {
+            if head[index] == UInt8(ascii: "\r"), index + 1 < head.endIndex, head[index + 1] == UInt8(ascii: "\n") {
+                lines.append(head[start..<index])
+                index += 2
+                start = index
+            } else {
+                index += 1
+            }
+        }
+        if start < head.endIndex { lines.append(head[start...]) }
+        return lines
+    }
+
+    private static func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+
+    private static func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var bytes = bytes
+        while let first = bytes.first, isBlank(first) { bytes.removeFirst() }
+        while let last = bytes.last, isBlank(last) { bytes.removeLast() }
+        return bytes
+    }
+
+    /// ASCII case-insensitive; `lowercase` is already lowercase.
+    private static func equalsIgnoringCase(_ bytes: ArraySlice<UInt8>, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        return lowercase.withUTF8Buffer { expected in
+            zip(bytes, expected).allSatisfy { byte, wanted in
+                (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte) == wanted
+            }
+        }
     }
 
     /// Answers `status` (if any) with a short JSON error, in the AWS shape, and closes. What this
@@ -400,8 +438,4 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if case .closed = phase { return true }
         return false
     }
-}
-
-extension Character {
-    fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
 }

@@ -51,19 +51,19 @@ public final class PostgresRegistryStore: RegistryStore {
         guard !changes.isEmpty || audit != nil else { return }
         try pool.transaction { session in
             if !changes.isEmpty { try session.lockFeed() }
-            try Self.store(changes, audit: audit, node: node, session)
+            try Self.store(changes, audits: audit.map { [$0] } ?? [], node: node, session)
         }
     }
 
     public func write(after sequence: Int64,
-                      _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], AuditEntry?)) throws -> Int64 {
+                      _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], [AuditEntry])) throws -> Int64 {
         try pool.transaction { session in
             // The lock first: no other process commits a change between what `body` sees and
             // what it writes.
             try session.lockFeed()
             let external = try Self.changes(after: sequence, limit: Int.max, session, position: false)
-            let (changes, audit) = try body(external.changes)
-            return try Self.store(changes, audit: audit, node: node, session) ?? PostgresChangeFeed.last(session)
+            let (changes, audits) = try body(external.changes)
+            return try Self.store(changes, audits: audits, node: node, session) ?? PostgresChangeFeed.last(session)
         }
     }
 
@@ -99,18 +99,17 @@ public final class PostgresRegistryStore: RegistryStore {
         return (changes, position)
     }
 
-    /// Writes the records, their change rows and the audit entry; returns the feed's last
+    /// Writes the records, their change rows and the audit entries; returns the feed's last
     /// number when it added rows. The caller holds the feed's lock when there are changes.
     @discardableResult
-    static func store(_ changes: [RegistryRecordChange], audit: AuditEntry?, node: String, _ session: PostgresSession) throws -> Int64? {
-        let time = audit?.time ?? Date().timeIntervalSince1970
-        // Last write of a key wins within one command, as it does row by row.
+    static func store(_ changes: [RegistryRecordChange], audits: [AuditEntry], node: String, _ session: PostgresSession) throws -> Int64? {
+        let time = audits.first?.time ?? Date().timeIntervalSince1970
+        // Last write of a key wins within one transaction, as it does row by row.
         let final = lastOfEachKey(changes) { $0.kind + "\u{0}" + $0.key }
         let stored = final.filter { $0.value != nil }
         let removed = final.filter { $0.value == nil }
-        // One statement, one round trip: the records, their removal, the audit entry, the
-        // change rows and the notification.
-        let entry = audit ?? AuditEntry(time: time, principal: "", operation: "", resource: "", outcome: "")
+        // One statement, one round trip: the records, their removal, the audit entries (in
+        // order), the change rows and the notification.
         let rows = try session.query("""
             WITH stored AS (
                 INSERT INTO drover_record (kind, key, value)
@@ -122,8 +121,13 @@ public final class PostgresRegistryStore: RegistryStore {
                 WHERE r.kind = t.kind AND r.key = t.key),
             audited AS (
                 INSERT INTO drover_audit (time, principal, operation, resource, outcome, message)
-                SELECT \(entry.time), \(entry.principal.storable), \(entry.operation.storable), \(entry.resource.storable),
-                       \(entry.outcome.storable), \(entry.message?.storable)::text WHERE \(audit != nil)),
+                SELECT time, principal, operation, resource, outcome, CASE WHEN has_message THEN message END
+                FROM unnest(\(audits.map(\.time))::float8[], \(audits.map(\.principal.storable))::text[],
+                            \(audits.map(\.operation.storable))::text[], \(audits.map(\.resource.storable))::text[],
+                            \(audits.map(\.outcome.storable))::text[], \(audits.map { $0.message?.storable ?? "" })::text[],
+                            \(audits.map { $0.message != nil })::bool[])
+                     WITH ORDINALITY AS t(time, principal, operation, resource, outcome, message, has_message, n)
+                ORDER BY n),
             changed AS (
                 INSERT INTO drover_change (time, feature, kind, key, node)
                 SELECT \(time), \(feature), kind, key, \(node)

@@ -79,34 +79,98 @@ public final class Registry: @unchecked Sendable {
         listeners.withLockedValue { $0.append(listener) }
     }
 
+    /// A command waiting for the writer: it changes the state (or refuses), and is answered
+    /// once the transaction that holds it has committed.
+    private struct Command: Sendable {
+        var caller: Caller
+        var operation: String
+        var resource: String
+        var time: Double
+        /// Runs the command on the state; what it returns answers the caller.
+        var run: @Sendable (inout RegistryState, inout [RegistryRecordChange]) throws -> @Sendable () -> Void
+        var fail: @Sendable (any Error) -> Void
+    }
+
+    /// Commands not yet taken by the writer, oldest first.
+    private let pending = NIOLockedValueBox<[Command]>([])
+    /// The most commands one transaction takes: enough to share one commit (and its fsync)
+    /// among all the requests in flight, few enough that one refusal costs little to redo.
+    static let maxBatch = 64
+
     /// Runs `body` on a copy of the state. What it returns is the answer; the records it lists
     /// are stored with an audit entry in one transaction, then the copy becomes the state. A
     /// refusal is audited too, and changes nothing.
+    ///
+    /// Group commit: the commands that arrive while a transaction is being written go into the
+    /// next one together, each in its turn, each with its own audit entry; a command that
+    /// refuses leaves the others unchanged. All of them are answered after that one commit.
     func mutate<T: Sendable>(
         _ caller: Caller, _ operation: String, _ resource: String,
         _ body: @escaping @Sendable (inout RegistryState, inout [RegistryRecordChange]) throws -> T
     ) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            queue.async { [self] in
-                let now = Date().timeIntervalSince1970
-                do {
-                    let result = try commit { state, changes in
-                        let result = try body(&state, &changes)
-                        return (result, AuditEntry(time: now, principal: caller.principal, operation: operation,
-                                                   resource: resource, outcome: "success"))
+            let command = Command(
+                caller: caller, operation: operation, resource: resource, time: Date().timeIntervalSince1970,
+                run: { state, changes in
+                    let result = try body(&state, &changes)
+                    return { continuation.resume(returning: result) }
+                },
+                fail: { continuation.resume(throwing: $0) })
+            pending.withLockedValue { $0.append(command) }
+            // One drain per command, in the queue's order: whatever else is queued after this
+            // command (an audit entry, a read) runs after it has been written. A drain that
+            // finds nothing left (an earlier one took this command) returns at once.
+            queue.async { [self] in drain() }
+        }
+    }
+
+    /// On the writer queue: the waiting commands (up to ``maxBatch``) in one transaction.
+    private func drain() {
+        let batch: [Command] = pending.withLockedValue { waiting in
+            let taken = Array(waiting.prefix(Self.maxBatch))
+            waiting.removeFirst(taken.count)
+            return taken
+        }
+        guard !batch.isEmpty else { return }
+        var answers: [Result<@Sendable () -> Void, any Error>] = []
+        do {
+            try commit { state, changes in
+                answers = []
+                var audits: [AuditEntry] = []
+                for command in batch {
+                    var attempt = state
+                    var written: [RegistryRecordChange] = []
+                    do {
+                        let answer = try command.run(&attempt, &written)
+                        state = attempt
+                        changes += written
+                        answers.append(.success(answer))
+                        audits.append(AuditEntry(time: command.time, principal: command.caller.principal, operation: command.operation,
+                                                 resource: command.resource, outcome: "success"))
+                    } catch let error as RegistryError {
+                        answers.append(.failure(error))
+                        audits.append(AuditEntry(time: command.time, principal: command.caller.principal, operation: command.operation,
+                                                 resource: command.resource, outcome: error.kind.awsName, message: error.message))
+                    } catch {
+                        logger.error("a registry command failed", metadata: ["operation": "\(command.operation)", "error": "\(error)"])
+                        let refusal = RegistryError(.internalFailure, "the command failed; nothing was changed")
+                        answers.append(.failure(refusal))
+                        audits.append(AuditEntry(time: command.time, principal: command.caller.principal, operation: command.operation,
+                                                 resource: command.resource, outcome: refusal.kind.awsName, message: refusal.message))
                     }
-                    continuation.resume(returning: result)
-                } catch let error as RegistryError {
-                    let entry = AuditEntry(time: now, principal: caller.principal, operation: operation,
-                                           resource: resource, outcome: error.kind.awsName, message: error.message)
-                    do { try store.appendAudit(entry) } catch {
-                        logger.error("audit write failed", metadata: ["error": "\(error)"])
-                    }
-                    continuation.resume(throwing: error)
-                } catch {
-                    logger.error("registry write failed", metadata: ["operation": "\(operation)", "error": "\(error)"])
-                    continuation.resume(throwing: RegistryError(.internalFailure, "storage failure; nothing was changed"))
                 }
+                return ((), audits)
+            }
+        } catch {
+            logger.error("registry write failed", metadata: ["commands": "\(batch.count)", "error": "\(error)"])
+            let failure = RegistryError(.internalFailure, "storage failure; nothing was changed")
+            for command in batch { command.fail(failure) }
+            return
+        }
+        for (command, answer) in zip(batch, answers) {
+            switch answer {
+            case .success(let resume): resume()
+            case .failure(let error): command.fail(error)
             }
         }
     }
@@ -114,9 +178,9 @@ public final class Registry: @unchecked Sendable {
     /// On the writer queue: one write transaction. It first takes in what other writers on the
     /// same database committed since this registry last looked (so that `body` decides on the
     /// current truth, under the database's write lock), then runs `body` on a copy, stores its
-    /// records and audit entry, and publishes the copy. If `body` refuses, the changes taken
-    /// in are still published.
-    private func commit<T>(_ body: (inout RegistryState, inout [RegistryRecordChange]) throws -> (T, AuditEntry?)) throws -> T {
+    /// records and audit entries, and publishes the copy. If `body` throws, nothing is written,
+    /// and the changes taken in are still published.
+    private func commit<T>(_ body: (inout RegistryState, inout [RegistryRecordChange]) throws -> (T, [AuditEntry])) throws -> T {
         let previous = lock.withLock { state }
         var caughtUp = previous
         var external: [RegistryRecordChange] = []
@@ -124,12 +188,13 @@ public final class Registry: @unchecked Sendable {
         do {
             let newPosition = try store.write(after: position) { entries in
                 external = entries
+                caughtUp = previous
                 for entry in entries { try caughtUp.apply(entry) }
                 var copy = caughtUp
                 var changes: [RegistryRecordChange] = []
-                let (result, audit) = try body(&copy, &changes)
+                let (result, audits) = try body(&copy, &changes)
                 outcome = (result, copy, changes)
-                return (changes, audit)
+                return (changes, audits)
             }
             position = newPosition
         } catch {
@@ -214,16 +279,16 @@ public final class Registry: @unchecked Sendable {
     public func installAccessKey(_ key: AccessKey) throws -> Bool {
         try queue.sync {
             try commit { state, changes in
-                if state.accessKeys[key.id] == key { return (false, nil) }
+                if state.accessKeys[key.id] == key { return (false, []) }
                 // A revoked key stays revoked, whatever the configuration still names.
                 if let existing = state.accessKeys[key.id], !existing.active {
                     logger.warning("a configured access key was revoked and stays revoked", metadata: ["accessKeyId": "\(key.id)"])
-                    return (false, nil)
+                    return (false, [])
                 }
                 state.accessKeys[key.id] = key
                 changes.append(Self.record(Kind.accessKey, key.id, key))
-                return (true, AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "CreateAccessKey",
-                                         resource: "access-key/\(key.id)", outcome: "success", message: key.name))
+                return (true, [AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "CreateAccessKey",
+                                          resource: "access-key/\(key.id)", outcome: "success", message: key.name)])
             }
         }
     }
@@ -232,14 +297,14 @@ public final class Registry: @unchecked Sendable {
     public func installBuiltInCA(_ facts: CertificateFacts) throws {
         try queue.sync {
             try commit { state, changes in
-                if state.caCertificates[facts.id] != nil { return ((), nil) }
+                if state.caCertificates[facts.id] != nil { return ((), []) }
                 let record = CACertificateRecord(
                     id: facts.id, pem: facts.pem, status: "ACTIVE", subject: facts.subject, notBefore: facts.notBefore,
                     notAfter: facts.notAfter, createdAt: Date().timeIntervalSince1970, builtIn: true)
                 state.caCertificates[facts.id] = record
                 changes.append(Self.record(Kind.caCertificate, facts.id, record))
-                return ((), AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "RegisterCACertificate",
-                                       resource: "cacert/\(facts.id)", outcome: "success", message: "built-in CA"))
+                return ((), [AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "RegisterCACertificate",
+                                        resource: "cacert/\(facts.id)", outcome: "success", message: "built-in CA")])
             }
         }
     }

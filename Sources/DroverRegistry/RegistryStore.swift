@@ -29,10 +29,11 @@ public protocol RegistryStore: Sendable {
     func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws
     /// One write transaction, under the database's write lock: `body` gets the registry's
     /// changes committed after `sequence` (each with the record's current value, nil if it is
-    /// gone), and returns the records to store and the audit entry. Returns the feed's last
-    /// number after the commit. If `body` throws, nothing is written.
+    /// gone), and returns the records to store and the audit entries (one for each command of
+    /// the transaction, in order). Returns the feed's last number after the commit. If `body`
+    /// throws, nothing is written.
     func write(after sequence: Int64,
-               _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], AuditEntry?)) throws -> Int64
+               _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], [AuditEntry])) throws -> Int64
     /// The registry's changes after `sequence` (at most `limit`, with current values) and the
     /// number of the last one; nil if the feed no longer reaches back to `sequence` (pruned):
     /// the reader must load everything again.
@@ -62,9 +63,10 @@ public final class InMemoryRegistryStore: RegistryStore {
     private let sequence = NIOLockedValueBox<Int64>(0)
 
     public func write(after sequence: Int64,
-                      _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], AuditEntry?)) throws -> Int64 {
-        let (changes, audit) = try body([])
-        try apply(changes, audit: audit)
+                      _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], [AuditEntry])) throws -> Int64 {
+        let (changes, audits) = try body([])
+        try apply(changes, audit: nil)
+        for audit in audits { try appendAudit(audit) }
         return self.sequence.withLockedValue { $0 += Int64(changes.count); return $0 }
     }
 

@@ -82,7 +82,7 @@ public final class SQLiteControlPlane: Sendable {
 
     public func markBrokerStoreCreated(dataDir: String) throws {
         try database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, 'created')", arguments: [Self.brokerKey(dataDir)])
+            try db.run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, 'created')", [Self.brokerKey(dataDir)])
         }
     }
 
@@ -189,12 +189,11 @@ public final class SQLiteControlPlane: Sendable {
                         }
                     }
                     let imported = present.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")
-                    try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('origin', ?)",
-                                   arguments: [present.isEmpty ? "new" : "imported from \(imported)"])
+                    try db.run("INSERT INTO meta (key, value) VALUES ('origin', ?)",
+                               [present.isEmpty ? "new" : "imported from \(imported)"])
                     let broker = (dataDir as NSString).appendingPathComponent("broker.sqlite")
                     if fileManager.fileExists(atPath: broker) {
-                        try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, 'created')",
-                                       arguments: [brokerKey(dataDir)])
+                        try db.run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, 'created')", [brokerKey(dataDir)])
                     }
                     return .commit
                 }
@@ -229,18 +228,18 @@ enum ChangeFeed {
     static let retained: Int64 = 100_000
 
     static func append(_ db: Database, feature: String, kind: String, key: String, time: Double, node: String) throws {
-        try db.execute(sql: "INSERT INTO change (time, feature, kind, key, node) VALUES (?, ?, ?, ?, ?)",
-                       arguments: [time, feature, kind, key, node])
+        try db.run("INSERT INTO change (time, feature, kind, key, node) VALUES (?, ?, ?, ?, ?)",
+                   [time, feature, kind, key, node])
     }
 
     /// Each time the numbers pass a multiple of 4096, the rows before the retained window go.
     static func prune(_ db: Database, added: Int) throws {
         let last = db.lastInsertedRowID
         guard added > 0, last / 4096 != (last - Int64(added)) / 4096 else { return }
-        try db.execute(sql: "DELETE FROM change WHERE seq <= ?", arguments: [last - retained])
+        try db.run("DELETE FROM change WHERE seq <= ?", [last - retained])
     }
 
     static func last(_ db: Database) throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'change'") ?? 0
+        try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM sqlite_sequence WHERE name = 'change'")) ?? 0
     }
 }

@@ -45,3 +45,11 @@ enum SQLiteDatabase {
         return database
     }
 }
+
+extension Database {
+    /// Runs `sql` from the connection's statement cache: it is compiled (and checked by GRDB's
+    /// authorizer) once per connection, not on every write.
+    func run(_ sql: String, _ arguments: StatementArguments = []) throws {
+        try cachedStatement(sql: sql).execute(arguments: arguments)
+    }
+}

@@ -43,7 +43,7 @@ public final class SQLiteFleetConfigStore: FleetConfigStore {
             try db.inTransaction(.immediate) {
                 let (holder, expiry) = Self.lease(try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]))
                 if holder == nil || holder == node || expiry < now {
-                    try db.execute(sql: "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", arguments: [key, "\(node) \(now + seconds)"])
+                    try db.run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, "\(node) \(now + seconds)"])
                     held = true
                 }
                 return .commit
@@ -74,10 +74,10 @@ public final class SQLiteFleetConfigStore: FleetConfigStore {
         try database.write { db in
             for change in changes {
                 if let value = change.value {
-                    try db.execute(sql: "INSERT OR REPLACE INTO config_record (kind, key, value) VALUES (?, ?, ?)",
-                                   arguments: [change.kind, change.key, Data(value)])
+                    try db.run("INSERT OR REPLACE INTO config_record (kind, key, value) VALUES (?, ?, ?)",
+                               [change.kind, change.key, Data(value)])
                 } else {
-                    try db.execute(sql: "DELETE FROM config_record WHERE kind = ? AND key = ?", arguments: [change.kind, change.key])
+                    try db.run("DELETE FROM config_record WHERE kind = ? AND key = ?", [change.kind, change.key])
                 }
                 try ChangeFeed.append(db, feature: Self.feature, kind: change.kind, key: change.key, time: time, node: node)
             }

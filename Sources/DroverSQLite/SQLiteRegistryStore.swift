@@ -39,19 +39,19 @@ public final class SQLiteRegistryStore: RegistryStore {
     }
 
     public func apply(_ changes: [RegistryRecordChange], audit: AuditEntry?) throws {
-        try database.write { db in try Self.store(changes, audit: audit, node: node, db) }
+        try database.write { db in try Self.store(changes, audits: audit.map { [$0] } ?? [], node: node, db) }
     }
 
     public func write(after sequence: Int64,
-                      _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], AuditEntry?)) throws -> Int64 {
+                      _ body: ([RegistryRecordChange]) throws -> ([RegistryRecordChange], [AuditEntry])) throws -> Int64 {
         try database.writeWithoutTransaction { db in
             var position: Int64 = 0
             // IMMEDIATE: the write lock is taken before the feed is read, so no other process
             // commits between what `body` saw and what it writes.
             try db.inTransaction(.immediate) {
                 let external = try Self.changes(after: sequence, limit: Int.max, db)
-                let (changes, audit) = try body(external.changes)
-                try Self.store(changes, audit: audit, node: node, db)
+                let (changes, audits) = try body(external.changes)
+                try Self.store(changes, audits: audits, node: node, db)
                 position = try ChangeFeed.last(db)
                 return .commit
             }
@@ -70,11 +70,11 @@ public final class SQLiteRegistryStore: RegistryStore {
 
     /// The registry's rows after `sequence`, each with its record's value now.
     static func changes(after sequence: Int64, limit: Int, _ db: Database) throws -> (changes: [RegistryRecordChange], position: Int64) {
-        let rows = try Row.fetchAll(db, sql: """
+        let rows = try Row.fetchAll(db.cachedStatement(sql: """
             SELECT change.seq, change.kind, change.key, record.value FROM change
             LEFT JOIN record ON record.kind = change.kind AND record.key = change.key
             WHERE change.feature = ? AND change.seq > ? ORDER BY change.seq LIMIT ?
-            """, arguments: [feature, sequence, min(limit, 1_000_000)])
+            """), arguments: [feature, sequence, min(limit, 1_000_000)])
         var position = sequence
         var changes: [RegistryRecordChange] = []
         changes.reserveCapacity(rows.count)
@@ -88,19 +88,19 @@ public final class SQLiteRegistryStore: RegistryStore {
         return (changes, position)
     }
 
-    static func store(_ changes: [RegistryRecordChange], audit: AuditEntry?, node: String, _ db: Database) throws {
-        let time = audit?.time ?? Date().timeIntervalSince1970
+    static func store(_ changes: [RegistryRecordChange], audits: [AuditEntry], node: String, _ db: Database) throws {
+        let time = audits.first?.time ?? Date().timeIntervalSince1970
         for change in changes {
             if let value = change.value {
-                try db.execute(sql: "INSERT OR REPLACE INTO record (kind, key, value) VALUES (?, ?, ?)",
-                               arguments: [change.kind, change.key, Data(value)])
+                try db.run("INSERT OR REPLACE INTO record (kind, key, value) VALUES (?, ?, ?)",
+                           [change.kind, change.key, Data(value)])
             } else {
-                try db.execute(sql: "DELETE FROM record WHERE kind = ? AND key = ?", arguments: [change.kind, change.key])
+                try db.run("DELETE FROM record WHERE kind = ? AND key = ?", [change.kind, change.key])
             }
             try ChangeFeed.append(db, feature: feature, kind: change.kind, key: change.key, time: time, node: node)
         }
         try ChangeFeed.prune(db, added: changes.count)
-        if let audit { try insert(audit, db) }
+        for audit in audits { try insert(audit, db) }
     }
 
     public func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String] {
@@ -118,9 +118,8 @@ public final class SQLiteRegistryStore: RegistryStore {
     }
 
     static func insert(_ entry: AuditEntry, _ db: Database) throws {
-        try db.execute(
-            sql: "INSERT INTO audit (time, principal, operation, resource, outcome, message) VALUES (?, ?, ?, ?, ?, ?)",
-            arguments: [entry.time, entry.principal, entry.operation, entry.resource, entry.outcome, entry.message])
+        try db.run("INSERT INTO audit (time, principal, operation, resource, outcome, message) VALUES (?, ?, ?, ?, ?, ?)",
+                   [entry.time, entry.principal, entry.operation, entry.resource, entry.outcome, entry.message])
     }
 
     public func queryAudit(_ query: AuditQuery) throws -> [AuditEntry] {

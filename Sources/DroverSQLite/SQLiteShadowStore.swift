@@ -33,25 +33,25 @@ public final class SQLiteShadowStore: ShadowStore {
         try database.writeWithoutTransaction { db in try db.inTransaction(.immediate) {
             // A shadow another process wrote since the batch read it refuses the batch.
             for base in bases {
-                let stored = try Int.fetchOne(db, sql: "SELECT version FROM shadow WHERE thing = ? AND name = ?",
+                let stored = try Int.fetchOne(db.cachedStatement(sql: "SELECT version FROM shadow WHERE thing = ? AND name = ?"),
                                               arguments: [base.thing, base.name]) ?? 0
                 if stored != base.version { throw ShadowStoreConflict(thing: base.thing, name: base.name) }
             }
             for write in writes {
                 switch write {
                 case .save(let thing, let name, let document, let version):
-                    try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, ?, ?)",
-                                   arguments: [thing, name, Data(document), version])
+                    try db.run("INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, ?, ?)",
+                               [thing, name, Data(document), version])
                     try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time, node: node)
                 case .delete(let thing, let name, let version):
-                    try db.execute(sql: "INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, NULL, ?)",
-                                   arguments: [thing, name, version])
+                    try db.run("INSERT OR REPLACE INTO shadow (thing, name, document, version) VALUES (?, ?, NULL, ?)",
+                               [thing, name, version])
                     try ChangeFeed.append(db, feature: Self.feature, kind: "shadow", key: thing + "/" + name, time: time, node: node)
                 }
             }
             for message in messages {
-                try db.execute(sql: "INSERT INTO change (time, feature, kind, key, node, payload) VALUES (?, ?, 'message', ?, ?, ?)",
-                               arguments: [time, Self.feature, message.topic, node, Data(message.payload)])
+                try db.run("INSERT INTO change (time, feature, kind, key, node, payload) VALUES (?, ?, 'message', ?, ?, ?)",
+                           [time, Self.feature, message.topic, node, Data(message.payload)])
             }
             try ChangeFeed.prune(db, added: writes.count + messages.count)
             return .commit
@@ -89,7 +89,7 @@ public final class SQLiteShadowStore: ShadowStore {
 
     public func deleteAll(thing: String) throws {
         try database.write { db in
-            try db.execute(sql: "DELETE FROM shadow WHERE thing = ?", arguments: [thing])
+            try db.run("DELETE FROM shadow WHERE thing = ?", [thing])
             try ChangeFeed.append(db, feature: Self.feature, kind: "shadows", key: thing, time: Date().timeIntervalSince1970, node: node)
         }
     }

@@ -171,7 +171,7 @@ struct StorageContractTests {
             try store.registry.apply([record("good"), record("bad")], audit: audit("CreateThing"))
         }
         #expect(throws: (any Error).self) {
-            _ = try store.registry.write(after: position) { _ in ([record("good2"), record("bad")], audit("CreateThing")) }
+            _ = try store.registry.write(after: position) { _ in ([record("good2"), record("bad")], [audit("CreateThing")]) }
         }
         // A body that throws writes nothing either.
         struct Refused: Error {}
@@ -183,8 +183,34 @@ struct StorageContractTests {
         #expect(try store.registry.feedPosition() == position)
         #expect(try store.registry.changes(after: position, limit: 10)?.changes.isEmpty == true)
         // The store still works after the failures.
-        _ = try store.registry.write(after: position) { _ in ([record("after")], audit("CreateThing")) }
+        _ = try store.registry.write(after: position) { _ in ([record("after")], [audit("CreateThing")]) }
         #expect(try store.registry.loadAll()["thing"].map { Set($0.keys) } == ["before", "after"])
+    }
+
+    @Test("one write holds several commands: their audit entries in order (a refusal with its message), the last write of a key wins",
+          arguments: Backend.available)
+    func groupedWrite(_ backend: Backend) throws {
+        let shared = try SharedDatabase(backend)
+        let store = try shared.open()
+        defer { store.close() }
+        var refused = audit("CreateThing", principal: "two")
+        refused.outcome = "ResourceAlreadyExistsException"
+        refused.message = "thing a exists"
+        let position = try store.registry.write(after: 0) { _ in
+            ([record("a", "{\"v\":1}"), record("b"), record("a", "{\"v\":2}")],
+             [audit("CreateThing", principal: "one"), refused, audit("DeleteThing", principal: "three")])
+        }
+        #expect(try store.registry.loadAll()["thing"] == ["a": Array("{\"v\":2}".utf8), "b": Array("{}".utf8)])
+        let entries = try store.registry.queryAudit(AuditQuery())
+        #expect(entries.map(\.principal) == ["three", "two", "one"])
+        #expect(entries.map(\.message) == [nil, "thing a exists", nil])
+        #expect(entries.map(\.outcome) == ["success", "ResourceAlreadyExistsException", "success"])
+        #expect(try store.registry.changes(after: 0, limit: 10)?.changes.map(\.key) == ["a", "b", "a"])
+        #expect(try store.registry.feedPosition() == position)
+        // Nothing to write but the refusals' entries: still one transaction, no change rows.
+        _ = try store.registry.write(after: position) { _ in ([], [refused, refused]) }
+        #expect(try store.registry.queryAudit(AuditQuery()).count == 5)
+        #expect(try store.registry.feedPosition() == position)
     }
 
     @Test("a reader resumes after a crash from the last number it applied: nothing missed, nothing twice; a reader the feed no longer reaches reloads",
@@ -234,7 +260,7 @@ struct StorageContractTests {
                     for change in external where change.key == "counter" {
                         value = change.value.flatMap { Int(String(decoding: $0, as: UTF8.self)) } ?? 0
                     }
-                    return ([record("counter", String(value + 1), kind: "counter")], nil)
+                    return ([record("counter", String(value + 1), kind: "counter")], [])
                 }
                 value += 1
                 positions.append(position)
