@@ -31,10 +31,7 @@ public struct SigV4Signer: Sendable {
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let stringToSign = ["AWS4-HMAC-SHA256", amzDate, scope, SigV4Verifier.hex(SHA256.hash(data: Array(canonicalRequest.utf8)))]
             .joined(separator: "\n")
-        var key = SymmetricKey(data: Array("AWS4\(secretAccessKey)".utf8))
-        for part in [day, region, service, "aws4_request"] {
-            key = SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
-        }
+        let key = SigV4Verifier.signingKey(secret: secretAccessKey, day: day, region: region, service: service)
         let signature = SigV4Verifier.hex(HMAC<SHA256>.authenticationCode(for: Array(stringToSign.utf8), using: key))
         return [
             "X-Amz-Date": amzDate,

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 
 /// Checks AWS Signature Version 4, in the `Authorization` header or in a presigned query string,
 /// as botocore and the AWS CLI produce it.
@@ -249,10 +250,15 @@ public struct SigV4Verifier: Sendable {
                             message: "the access key id \(keyId.clippedForMessage) is not a valid Drover access key")
         }
 
+        // One pass over the headers: each signed one's values, in the order they came.
+        var signedValues = [[String]](repeating: [], count: names.count)
+        let positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        for (name, value) in request.headers {
+            if let position = positions[name] { signedValues[position].append(Self.trimAll(value)) }
+        }
         var canonicalHeaders = ""
-        for name in names {
-            let values = request.headers.filter { $0.0 == name }.map { Self.trimAll($0.1) }
-            canonicalHeaders += "\(name):\(values.joined(separator: ","))\n"
+        for (name, values) in zip(names, signedValues) {
+            canonicalHeaders += name + ":" + values.joined(separator: ",") + "\n"
         }
         var pairs: [(key: String, value: String)] = []
         for (key, value) in query where key != "X-Amz-Signature" {
@@ -265,13 +271,31 @@ public struct SigV4Verifier: Sendable {
         let prefix = [
             request.method, Self.canonicalPath(request.rawPath), canonicalQuery, canonicalHeaders, signedHeaders, "",
         ].joined(separator: "\n")
+        let key = Self.signingKey(secret: secret, day: day, region: region, service: service)
+        return .signed(SignedRequest(
+            accessKeyId: keyId, region: region, service: service, declaredPayloadHash: declared, canonicalPrefix: prefix,
+            amzDate: amzDate, scope: "\(day)/\(region)/\(service)/aws4_request", signingKey: key, signature: signature))
+    }
+
+    /// The signing keys derived lately, by secret, day, region and service: a client signs every
+    /// request of a day with the same key, so it is derived (four HMACs) once, not per request.
+    /// Bounded: emptied when it holds `maxCachedKeys`.
+    private static let derivedKeys = Mutex<[String: SymmetricKey]>([:])
+    static let maxCachedKeys = 1024
+
+    /// `HMAC("AWS4" + secret, day, region, service, "aws4_request")`, as SigV4 derives it.
+    public static func signingKey(secret: String, day: String, region: String, service: String) -> SymmetricKey {
+        let cacheKey = secret + "\u{0}" + day + "\u{0}" + region + "\u{0}" + service
+        if let known = derivedKeys.withLock({ $0[cacheKey] }) { return known }
         var key = SymmetricKey(data: Array("AWS4\(secret)".utf8))
         for part in [day, region, service, "aws4_request"] {
             key = SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Array(part.utf8), using: key)))
         }
-        return .signed(SignedRequest(
-            accessKeyId: keyId, region: region, service: service, declaredPayloadHash: declared, canonicalPrefix: prefix,
-            amzDate: amzDate, scope: "\(day)/\(region)/\(service)/aws4_request", signingKey: key, signature: signature))
+        derivedKeys.withLock { keys in
+            if keys.count >= maxCachedKeys { keys.removeAll(keepingCapacity: true) }
+            keys[cacheKey] = key
+        }
+        return key
     }
 
     /// The SHA-256 of a body in lowercase hex, as the canonical request carries it.
