@@ -6,13 +6,18 @@
 #   - postgres: one node on a private PostgreSQL server (scripts/postgres.sh);
 #   - 2 nodes:  two nodes on one PostgreSQL database, each loaded by its own drover-load at
 #               once; the figure is the sum of both.
-# For each: BENCH_CALLS CreateThing calls, then BENCH_CALLS CreateKeysAndCertificate calls.
+# For each: BENCH_CALLS CreateThing calls, then CreateKeysAndCertificate calls: BENCH_RSA_CALLS
+# with the default RSA 2048 keys (bound by the prime search), and on SQLite also BENCH_CALLS
+# with ca.default_key_algorithm EC_prime256v1.
 #
-# Environment: BENCH_CALLS (default 4000), BENCH_SKIP_BUILD=1 to use the binaries already built.
+# Environment: BENCH_CALLS (default 20000), BENCH_RSA_CALLS (default 400), BENCH_PG_CALLS (the
+# calls on PostgreSQL, default 4000), BENCH_SKIP_BUILD=1 to use the binaries already built.
 set -euo pipefail
 export DROVER_CREDENTIALS_PORT=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-CALLS=${BENCH_CALLS:-4000}
+CALLS=${BENCH_CALLS:-20000}
+RSA_CALLS=${BENCH_RSA_CALLS:-400}
+PG_CALLS=${BENCH_PG_CALLS:-4000}
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     swift build -c release --product drover
     swift build -c release --product drover-load
@@ -45,9 +50,14 @@ serve() {
     done
     echo "node $name did not start" >&2; tail -20 "$WORK/$name.log" >&2; return 1
 }
-load() { # load PORT CREDENTIALS OPERATION: prints the RESULT line's ok/s
+load() { # load PORT CREDENTIALS OPERATION [COUNT]: prints the RESULT line
+    local count=${4:-}
+    if [ -z "$count" ]; then
+        count=$CALLS
+        [ "$3" = create-keys-and-certificate ] && count=$RSA_CALLS
+    fi
     .build/release/drover-load api --endpoint "http://127.0.0.1:$1" --credentials "$2" --operation "$3" \
-        --count "$CALLS" --concurrency 16 2>&1 | grep '^RESULT' | sed 's/^RESULT //'
+        --count "$count" --concurrency 16 2>&1 | grep '^RESULT' | sed 's/^RESULT //'
 }
 stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 
@@ -57,6 +67,12 @@ for op in create-thing create-keys-and-certificate; do
 done
 stop_all
 
+serve sqlite-ec 18904 DROVER_STORAGE_DURABILITY=fsync DROVER_CA_DEFAULT_KEY_ALGORITHM=EC_prime256v1
+echo "RESULT backend=sqlite nodes=1 operation=create-keys-and-certificate key=EC_prime256v1 $(
+    load 18904 "$WORK/sqlite-ec/admin-credentials" create-keys-and-certificate "$CALLS")"
+stop_all
+
+CALLS=$PG_CALLS
 psql "$PG_URL" -qc "CREATE DATABASE bench_one"
 serve pg1 18901 DROVER_STORAGE_BACKEND=postgres DROVER_STORAGE_URL="$PG_BASE/bench_one"
 for op in create-thing create-keys-and-certificate; do
