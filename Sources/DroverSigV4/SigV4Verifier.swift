@@ -337,6 +337,7 @@ public struct SigV4Verifier: Sendable {
     /// botocore's `normalize_url_path`: `/a/./b/../c//d/` is `/a/c/d/`, and an empty path `/`.
     static func removeDotSegments(_ path: String) -> String {
         guard !path.isEmpty else { return "/" }
+        if isNormal(path) { return path }
         var output: [Substring] = []
         for segment in path.split(separator: "/") where segment != "." {
             if segment == ".." {
@@ -348,6 +349,29 @@ public struct SigV4Verifier: Sendable {
         let first = path.hasPrefix("/") ? "/" : ""
         let last = path.hasSuffix("/") && !output.isEmpty ? "/" : ""
         return first + output.joined(separator: "/") + last
+    }
+
+    /// Whether `path` starts with '/' and has no empty, '.' or '..' segment (the last may be
+    /// empty: a trailing slash), so that removing dot segments would leave it as it is.
+    static func isNormal(_ path: String) -> Bool {
+        let bytes = path.utf8
+        guard bytes.first == UInt8(ascii: "/") else { return false }
+        var segmentLength = 0
+        var dots = 0
+        var first = true
+        for byte in bytes {
+            if byte == UInt8(ascii: "/") {
+                if !first && (segmentLength == 0 || (segmentLength == dots && dots <= 2)) { return false }
+                first = false
+                segmentLength = 0
+                dots = 0
+            } else {
+                segmentLength += 1
+                if byte == UInt8(ascii: ".") { dots += 1 }
+            }
+        }
+        // The last segment: empty (a trailing slash) is kept; "." or ".." is not normal.
+        return !(segmentLength > 0 && segmentLength == dots && dots <= 2)
     }
 
     static func encode(_ text: String, keepSlash: Bool = false) -> String {
@@ -377,8 +401,22 @@ public struct SigV4Verifier: Sendable {
         return text
     }
 
+    /// Blanks at either end removed, and each run of blanks inside made one space, as SigV4's
+    /// canonical headers want. Most values have none: they are returned as they are.
     static func trimAll(_ value: String) -> String {
-        value.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        var previousBlank = true
+        var clean = true
+        for byte in value.utf8 {
+            let blank = byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t")
+            if blank && (previousBlank || byte == UInt8(ascii: "\t")) {
+                clean = false
+                break
+            }
+            previousBlank = blank
+        }
+        if clean && !previousBlank { return value }
+        if value.isEmpty { return value }
+        return value.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
     }
 
     private static let lowerHexDigits = Array("0123456789abcdef".utf8)

@@ -97,4 +97,36 @@ struct SigV4Tests {
         #expect(SigV4Verifier.encode("é/\u{0}", keepSlash: true) == "%C3%A9/%00")
         #expect(SigV4Verifier.payloadHash(of: []) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
+
+    @Test("the fast paths (a clean header value, a normal path) agree with the general rules on every input")
+    func fastPaths() {
+        func slowTrim(_ value: String) -> String {
+            value.split(whereSeparator: { $0 == " " || $0 == "\t" }).joined(separator: " ")
+        }
+        func slowRemove(_ path: String) -> String {
+            guard !path.isEmpty else { return "/" }
+            var output: [Substring] = []
+            for segment in path.split(separator: "/") where segment != "." {
+                if segment == ".." { _ = output.popLast() } else { output.append(segment) }
+            }
+            let first = path.hasPrefix("/") ? "/" : ""
+            let last = path.hasSuffix("/") && !output.isEmpty ? "/" : ""
+            return first + output.joined(separator: "/") + last
+        }
+        // Every string of up to 6 characters from a small alphabet.
+        let alphabet: [Character] = ["a", ".", "/", " ", "\t"]
+        var strings = [""]
+        var frontier = [""]
+        for _ in 0..<6 {
+            frontier = frontier.flatMap { prefix in alphabet.map { prefix + String($0) } }
+            strings += frontier
+        }
+        for text in strings {
+            #expect(SigV4Verifier.trimAll(text) == slowTrim(text), "\(Array(text.utf8))")
+            #expect(SigV4Verifier.removeDotSegments(text) == slowRemove(text), "\(text)")
+        }
+        #expect(SigV4Verifier.trimAll("application/x-amz-json-1.1") == "application/x-amz-json-1.1")
+        #expect(SigV4Verifier.removeDotSegments("/things/my...thing/") == "/things/my...thing/")
+        #expect(SigV4Verifier.removeDotSegments("/things/.../x") == "/things/.../x")
+    }
 }
