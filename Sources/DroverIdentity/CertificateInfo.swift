@@ -42,7 +42,7 @@ public struct CertificateInfo: Hashable, Sendable {
 
     /// The certificate as PEM.
     public var pem: String {
-        PEMDocument(type: Certificate.defaultPEMDiscriminator, derBytes: self.der).pemString + "\n"
+        pemText(type: Certificate.defaultPEMDiscriminator, der: self.der)
     }
 
     /// The subject in RFC 4514 form, most specific first: `CN=my-device,O=Acme`.

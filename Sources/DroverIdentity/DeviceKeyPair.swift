@@ -64,11 +64,13 @@ public struct DeviceKeyPair: Sendable {
     public static func generate(_ algorithm: Algorithm) throws -> DeviceKeyPair {
         switch algorithm.backing {
         case .ecdsaP256:
-            let key = P256.Signing.PrivateKey()
+            // Not "compact representable" (a form for key agreement that nothing here uses): generating one takes
+            // twice as many tries on average.
+            let key = P256.Signing.PrivateKey(compactRepresentable: false)
             return DeviceKeyPair(
                 algorithm: algorithm,
                 privateKey: Certificate.PrivateKey(key),
-                privateKeyPEM: key.pemRepresentation + "\n"
+                privateKeyPEM: pemText(type: "PRIVATE KEY", der: Array(key.derRepresentation))
             )
         case .rsa2048:
             let key: _RSA.Signing.PrivateKey
@@ -97,7 +99,6 @@ public struct DeviceKeyPair: Sendable {
         var serializer = DER.Serializer()
         // A SubjectPublicKeyInfo is built from the key's own bytes and an algorithm identifier; writing it cannot fail.
         try! serializer.serialize(publicKey)
-        return PEMDocument(type: Certificate.PublicKey.defaultPEMDiscriminator, derBytes: serializer.serializedBytes)
-            .pemString + "\n"
+        return pemText(type: Certificate.PublicKey.defaultPEMDiscriminator, der: serializer.serializedBytes)
     }
 }

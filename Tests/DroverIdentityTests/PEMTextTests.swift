@@ -1,0 +1,31 @@
+import Crypto
+import SwiftASN1
+import Testing
+import X509
+
+@testable import DroverIdentity
+
+@Suite("PEM text")
+struct PEMTextTests {
+    @Test("pemText writes what PEMDocument writes, for every length across three lines")
+    func matchesPEMDocument() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0...200 {
+            let der = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(pemText(type: "CERTIFICATE", der: der) == PEMDocument(type: "CERTIFICATE", derBytes: der).pemString + "\n",
+                    "length \(length)")
+        }
+    }
+
+    @Test("a device's P-256 key pair: the PEMs are swift-crypto's own, and they parse back to the same key")
+    func deviceKeys() throws {
+        for _ in 0..<20 {
+            let keys = try DeviceKeyPair.generate(.ecdsaP256)
+            let parsed = try P256.Signing.PrivateKey(pemRepresentation: keys.privateKeyPEM)
+            #expect(keys.privateKeyPEM == parsed.pemRepresentation + "\n")
+            #expect(keys.publicKeyPEM == parsed.publicKey.pemRepresentation + "\n")
+            let signature = try parsed.signature(for: [1, 2, 3])
+            #expect(parsed.publicKey.isValidSignature(signature, for: [1, 2, 3]))
+        }
+    }
+}
