@@ -64,9 +64,7 @@ public struct DeviceKeyPair: Sendable {
     public static func generate(_ algorithm: Algorithm) throws -> DeviceKeyPair {
         switch algorithm.backing {
         case .ecdsaP256:
-            // Not "compact representable" (a form for key agreement that nothing here uses): generating one takes
-            // twice as many tries on average.
-            let key = P256.Signing.PrivateKey(compactRepresentable: false)
+            let key = try Self.randomP256Key()
             return DeviceKeyPair(
                 algorithm: algorithm,
                 privateKey: Certificate.PrivateKey(key),
@@ -85,6 +83,22 @@ public struct DeviceKeyPair: Sendable {
                 privateKeyPEM: key.pemRepresentation + "\n"
             )
         }
+    }
+
+    /// A P-256 private key: a scalar of 32 bytes from the system's secure random source, taken if it is in
+    /// [1, n-1] (all but a 2^-32 share of draws are). `P256.Signing.PrivateKey()` draws the same way but then also
+    /// retries for a "compact representable" key and runs FIPS's pairwise sign-and-verify test on each try, which
+    /// together cost more than the rest of CreateKeysAndCertificate.
+    static func randomP256Key() throws -> P256.Signing.PrivateKey {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<16 {
+            var scalar = [UInt8](repeating: 0, count: 32)
+            for index in stride(from: 0, to: 32, by: 8) {
+                withUnsafeBytes(of: generator.next().littleEndian) { scalar.replaceSubrange(index..<index + 8, with: $0) }
+            }
+            if let key = try? P256.Signing.PrivateKey(rawRepresentation: scalar) { return key }
+        }
+        throw IdentityError(.cannotIssue, "no valid P-256 key came from the random source in 16 draws")
     }
 
     private init(algorithm: Algorithm, privateKey: Certificate.PrivateKey, privateKeyPEM: String) {

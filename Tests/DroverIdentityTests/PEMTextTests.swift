@@ -17,15 +17,18 @@ struct PEMTextTests {
         }
     }
 
-    @Test("a device's P-256 key pair: the PEMs are swift-crypto's own, and they parse back to the same key")
+    @Test("a device's P-256 key pair: the PEMs are swift-crypto's own, they parse back to the same key, and no two keys are alike")
     func deviceKeys() throws {
+        var seen: Set<[UInt8]> = []
         for _ in 0..<20 {
             let keys = try DeviceKeyPair.generate(.ecdsaP256)
             let parsed = try P256.Signing.PrivateKey(pemRepresentation: keys.privateKeyPEM)
+            seen.insert(Array(parsed.rawRepresentation))
             #expect(keys.privateKeyPEM == parsed.pemRepresentation + "\n")
             #expect(keys.publicKeyPEM == parsed.publicKey.pemRepresentation + "\n")
             let signature = try parsed.signature(for: [1, 2, 3])
             #expect(parsed.publicKey.isValidSignature(signature, for: [1, 2, 3]))
         }
+        #expect(seen.count == 20)
     }
 }
