@@ -11,13 +11,15 @@
 # with ca.default_key_algorithm EC_prime256v1.
 #
 # Environment: BENCH_CALLS (default 20000), BENCH_RSA_CALLS (default 400), BENCH_PG_CALLS (the
-# calls on PostgreSQL, default 4000), BENCH_SKIP_BUILD=1 to use the binaries already built.
+# calls on PostgreSQL, default 4000), BENCH_ROUNDS (SQLite rounds, default 3), BENCH_SKIP_BUILD=1
+# to use the binaries already built.
 set -euo pipefail
 export DROVER_CREDENTIALS_PORT=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 CALLS=${BENCH_CALLS:-20000}
 RSA_CALLS=${BENCH_RSA_CALLS:-400}
 PG_CALLS=${BENCH_PG_CALLS:-4000}
+ROUNDS=${BENCH_ROUNDS:-3}
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     swift build -c release --product drover
     swift build -c release --product drover-load
@@ -61,16 +63,19 @@ load() { # load PORT CREDENTIALS OPERATION [COUNT]: prints the RESULT line
 }
 stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
 
-serve sqlite 18900 DROVER_STORAGE_DURABILITY=fsync
-for op in create-thing create-keys-and-certificate; do
-    echo "RESULT backend=sqlite nodes=1 operation=$op $(load 18900 "$WORK/sqlite/admin-credentials" $op)"
+# SQLite: BENCH_ROUNDS rounds (default 3), each on a fresh server and data directory.
+for round in $(seq 1 "$ROUNDS"); do
+    rm -rf "$WORK/sqlite" "$WORK/sqlite-ec"
+    serve sqlite 18900 DROVER_STORAGE_DURABILITY=fsync
+    for op in create-thing create-keys-and-certificate; do
+        echo "RESULT round=$round backend=sqlite nodes=1 operation=$op $(load 18900 "$WORK/sqlite/admin-credentials" $op)"
+    done
+    stop_all
+    serve sqlite-ec 18904 DROVER_STORAGE_DURABILITY=fsync DROVER_CA_DEFAULT_KEY_ALGORITHM=EC_prime256v1
+    echo "RESULT round=$round backend=sqlite nodes=1 operation=create-keys-and-certificate key=EC_prime256v1 $(
+        load 18904 "$WORK/sqlite-ec/admin-credentials" create-keys-and-certificate "$CALLS")"
+    stop_all
 done
-stop_all
-
-serve sqlite-ec 18904 DROVER_STORAGE_DURABILITY=fsync DROVER_CA_DEFAULT_KEY_ALGORITHM=EC_prime256v1
-echo "RESULT backend=sqlite nodes=1 operation=create-keys-and-certificate key=EC_prime256v1 $(
-    load 18904 "$WORK/sqlite-ec/admin-credentials" create-keys-and-certificate "$CALLS")"
-stop_all
 
 CALLS=$PG_CALLS
 psql "$PG_URL" -qc "CREATE DATABASE bench_one"
