@@ -115,8 +115,18 @@ static size_t put_string(unsigned char *out, const char *text) {
     return len + 2;
 }
 
+/* Sends a packet of the given first byte whose variable header and payload are body[0..n). */
+static void send_packet(int fd, unsigned char first, const unsigned char *body, size_t n) {
+    unsigned char packet[640];
+    size_t p = 0;
+    packet[p++] = first;
+    p += put_length(packet + p, n);
+    memcpy(packet + p, body, n);
+    send_all(fd, packet, p + n);
+}
+
 static void send_connect(struct device *d) {
-    unsigned char body[128], packet[160];
+    unsigned char body[128];
     size_t n = 0;
     n += put_string(body + n, "MQTT");
     body[n++] = 4;    /* 3.1.1 */
@@ -124,15 +134,11 @@ static void send_connect(struct device *d) {
     body[n++] = 0;
     body[n++] = 60; /* keep alive */
     n += put_string(body + n, d->name);
-    size_t p = 0;
-    packet[p++] = 0x10;
-    p += put_length(packet + p, n);
-    memcpy(packet + p, body, n);
-    send_all(d->fd, packet, p + n);
+    send_packet(d->fd, 0x10, body, n);
 }
 
 static void send_subscribe(struct device *d) {
-    unsigned char body[512], packet[600];
+    unsigned char body[512];
     char topic[200];
     size_t n = 0;
     body[n++] = 0;
@@ -143,11 +149,7 @@ static void send_subscribe(struct device *d) {
     snprintf(topic, sizeof topic, "%s/rejected", d->topic);
     n += put_string(body + n, topic);
     body[n++] = 0;
-    size_t p = 0;
-    packet[p++] = 0x82;
-    p += put_length(packet + p, n);
-    memcpy(packet + p, body, n);
-    send_all(d->fd, packet, p + n);
+    send_packet(d->fd, 0x82, body, n);
 }
 
 static void send_update(struct device *d) {
