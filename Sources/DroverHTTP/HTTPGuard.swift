@@ -345,7 +345,10 @@ final class HTTPGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let last = name.last, isBlank(last) { return .refuse("400 Bad Request") }
             let value = trimmed(line[(colon + 1)...])
             if equalsIgnoringCase(name, "content-length") {
-                for part in value.split(separator: UInt8(ascii: ",")) { lengths.append(trimmed(part)) }
+                // "7, 7" is one length said twice: the one space after a comma goes (no more).
+                for part in value.split(separator: UInt8(ascii: ",")) {
+                    lengths.append(part.first == UInt8(ascii: " ") ? part.dropFirst() : part)
+                }
             } else if equalsIgnoringCase(name, "transfer-encoding") {
                 transferEncodings.append(value)
             } else if equalsIgnoringCase(name, "upgrade") {
