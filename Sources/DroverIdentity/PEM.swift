@@ -1,3 +1,4 @@
+import Foundation
 import SwiftASN1
 import X509
 
@@ -6,42 +7,18 @@ public func pem(of certificate: Certificate) -> String {
     pemText(type: Certificate.defaultPEMDiscriminator, der: derBytes(of: certificate))
 }
 
-private let base64Alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
 /// `-----BEGIN TYPE-----`, the DER in base64 in lines of 64 characters, `-----END TYPE-----`, each line ending in a
-/// newline: what `PEMDocument.pemString` writes (plus its last newline), in one pass over the bytes. (That one
+/// newline: what `PEMDocument.pemString` writes (plus its last newline), with the lines cut on bytes. (That one
 /// measures its lines in characters of a String, which cost more than the signature of the certificate.)
 func pemText(type: String, der: [UInt8]) -> String {
+    let base64 = Array(Data(der).base64EncodedString().utf8)
     var out: [UInt8] = []
-    out.reserveCapacity(der.count * 4 / 3 + der.count / 48 + 2 * type.utf8.count + 40)
+    out.reserveCapacity(base64.count + base64.count / 64 + 2 * type.utf8.count + 40)
     out.append(contentsOf: "-----BEGIN \(type)-----\n".utf8)
-    var column = 0
-    func emit(_ byte: UInt8) {
-        out.append(byte)
-        column += 1
-        if column == 64 {
-            out.append(UInt8(ascii: "\n"))
-            column = 0
-        }
+    for start in stride(from: 0, to: base64.count, by: 64) {
+        out.append(contentsOf: base64[start..<min(start + 64, base64.count)])
+        out.append(UInt8(ascii: "\n"))
     }
-    var index = 0
-    while index + 3 <= der.count {
-        let chunk = UInt32(der[index]) << 16 | UInt32(der[index + 1]) << 8 | UInt32(der[index + 2])
-        emit(base64Alphabet[Int(chunk >> 18 & 63)])
-        emit(base64Alphabet[Int(chunk >> 12 & 63)])
-        emit(base64Alphabet[Int(chunk >> 6 & 63)])
-        emit(base64Alphabet[Int(chunk & 63)])
-        index += 3
-    }
-    let left = der.count - index
-    if left > 0 {
-        let chunk = UInt32(der[index]) << 16 | (left == 2 ? UInt32(der[index + 1]) << 8 : 0)
-        emit(base64Alphabet[Int(chunk >> 18 & 63)])
-        emit(base64Alphabet[Int(chunk >> 12 & 63)])
-        emit(left == 2 ? base64Alphabet[Int(chunk >> 6 & 63)] : UInt8(ascii: "="))
-        emit(UInt8(ascii: "="))
-    }
-    if column != 0 { out.append(UInt8(ascii: "\n")) }
     out.append(contentsOf: "-----END \(type)-----\n".utf8)
     return String(decoding: out, as: UTF8.self)
 }

@@ -140,24 +140,23 @@ public final class Registry: @unchecked Sendable {
                 for command in batch {
                     var attempt = state
                     var written: [RegistryRecordChange] = []
+                    let refusal: RegistryError?
                     do {
                         let answer = try command.run(&attempt, &written)
                         state = attempt
                         changes += written
                         answers.append(.success(answer))
-                        audits.append(AuditEntry(time: command.time, principal: command.caller.principal, operation: command.operation,
-                                                 resource: command.resource, outcome: "success"))
+                        refusal = nil
                     } catch let error as RegistryError {
-                        answers.append(.failure(error))
-                        audits.append(AuditEntry(time: command.time, principal: command.caller.principal, operation: command.operation,
-                                                 resource: command.resource, outcome: error.kind.awsName, message: error.message))
+                        refusal = error
                     } catch {
                         logger.error("a registry command failed", metadata: ["operation": "\(command.operation)", "error": "\(error)"])
-                        let refusal = RegistryError(.internalFailure, "the command failed; nothing was changed")
-                        answers.append(.failure(refusal))
-                        audits.append(AuditEntry(time: command.time, principal: command.caller.principal, operation: command.operation,
-                                                 resource: command.resource, outcome: refusal.kind.awsName, message: refusal.message))
+                        refusal = RegistryError(.internalFailure, "the command failed; nothing was changed")
                     }
+                    if let refusal { answers.append(.failure(refusal)) }
+                    audits.append(AuditEntry(time: command.time, principal: command.caller.principal, operation: command.operation,
+                                             resource: command.resource, outcome: refusal?.kind.awsName ?? "success",
+                                             message: refusal?.message))
                 }
                 return ((), audits)
             }
