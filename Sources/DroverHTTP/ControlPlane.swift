@@ -67,7 +67,7 @@ public struct ControlPlane: Sendable {
 
         func parameter(_ name: String) throws -> String {
             guard let value = context.parameters.get(name) else { throw RegistryError(.invalidRequest, "\(name) is missing") }
-            return value.removingPercentEncoding ?? value
+            return value.percentDecoded
         }
 
         func query(_ name: String) -> String? { request.uri.queryParameters.get(name) }
@@ -240,7 +240,7 @@ public struct ControlPlane: Sendable {
     func resourceARN(_ context: BasicRequestContext, path: String, region: String) -> String {
         let prefix = "arn:aws:iot:\(region):\(registry.configuration.account):"
         func value(_ name: String) -> String? {
-            context.parameters.get(name).map { $0.removingPercentEncoding ?? $0 }
+            context.parameters.get(name).map(\.percentDecoded)
         }
         if let name = value("thingName") { return prefix + "thing/" + name }
         if let name = value("thingGroupName") { return prefix + "thinggroup/" + name }
@@ -255,7 +255,7 @@ public struct ControlPlane: Sendable {
         if let name = value("deploymentName") { return prefix + "configdeployment/" + name }
         if path.hasPrefix("/topics/") {
             let topic = String(path.dropFirst("/topics/".count))
-            return prefix + "topic/" + (topic.removingPercentEncoding ?? topic)
+            return prefix + "topic/" + topic.percentDecoded
         }
         return "*"
     }
@@ -344,6 +344,10 @@ public struct ControlPlane: Sendable {
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    static func json(bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
     static func empty() -> Response {
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{}")))
     }
@@ -379,5 +383,12 @@ extension String {
     /// A path or name from a request, cut for a log line.
     var clippedForLog: String {
         count <= 200 ? self : String(prefix(200)) + "..."
+    }
+
+    /// A path parameter with its percent-escapes decoded; itself when it has none (most names,
+    /// and Foundation's decoding is slow for the common case), or when they do not decode.
+    var percentDecoded: String {
+        guard utf8.contains(UInt8(ascii: "%")) else { return self }
+        return removingPercentEncoding ?? self
     }
 }

@@ -367,6 +367,13 @@ public final class Registry: @unchecked Sendable {
         return RegistryRecordChange(kind: kind, key: key, value: bytes)
     }
 
+    /// A thing's record, written by hand: things are the records written most often, and
+    /// `JSONEncoder` cost more than the rest of the record's write. The same members, in the same
+    /// (sorted) order, as the encoder wrote them.
+    static func record(_ kind: String, _ key: String, _ thing: Thing) -> RegistryRecordChange {
+        RegistryRecordChange(kind: kind, key: key, value: thing.recordJSON)
+    }
+
     static func removal(_ kind: String, _ key: String) -> RegistryRecordChange {
         RegistryRecordChange(kind: kind, key: key, value: nil)
     }

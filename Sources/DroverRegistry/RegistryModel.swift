@@ -1,3 +1,4 @@
+import DroverPolicy
 import Foundation
 
 /// A device in the registry (AWS IoT "thing").
@@ -11,6 +12,21 @@ public struct Thing: Codable, Sendable, Hashable {
     public var createdAt: Double
     /// The billing group the thing is in; a thing is in at most one.
     public var billingGroupName: String?
+}
+
+extension Thing {
+    /// The thing as its stored record: what `JSONEncoder` with sorted keys writes for it.
+    public var recordJSON: [UInt8] {
+        var writer = JSONObjectWriter(capacity: 160 + attributes.count * 32)
+        writer.add("attributes", attributes)
+        writer.add("billingGroupName", billingGroupName)
+        writer.add("createdAt", createdAt)
+        writer.add("id", id)
+        writer.add("name", name)
+        writer.add("typeName", typeName)
+        writer.add("version", version)
+        return writer.finish()
+    }
 }
 
 /// A billing group (AWS's): a flat set of things, each in at most one billing group.
