@@ -87,18 +87,26 @@ public struct ControlPlane: Sendable {
             return value
         }
 
-        func decode<T: Decodable>(_ type: T.Type) throws -> T {
-            let data = body.isEmpty ? Data("{}".utf8) : Data(body)
-            do {
-                return try JSONDecoder().decode(T.self, from: data)
-            } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-                let path = context.codingPath.map(\.stringValue).joined(separator: ".")
-                throw RegistryError(.invalidRequest, "the body's field '\(path)' has the wrong type")
-            } catch {
-                throw RegistryError(.invalidRequest, "the body is not valid JSON for this operation")
-            }
+        func decode<T: Decodable>(_ type: T.Type) throws -> T { try ControlPlane.decode(T.self, body: body) }
+    }
+
+    /// A JSON body as `T`; an empty body is `{}`.
+    static func decode<T: Decodable>(_ type: T.Type, body: [UInt8]) throws -> T {
+        let data = body.isEmpty ? Data("{}".utf8) : Data(body)
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw wrongType(context.codingPath.map(\.stringValue).joined(separator: "."))
+        } catch {
+            throw notJSON
         }
     }
+
+    static func wrongType(_ path: String) -> RegistryError {
+        RegistryError(.invalidRequest, "the body's field '\(path)' has the wrong type")
+    }
+
+    static let notJSON = RegistryError(.invalidRequest, "the body is not valid JSON for this operation")
 
     typealias Handler = @Sendable (Call) async throws -> Response
 
