@@ -75,6 +75,8 @@ public struct JSONObjectWriter: Sendable {
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
+    /// The same escaping as the shadow service's serializer (`JSONValue.writeString` in
+    /// DroverShadow): both modules are dependency-free by design, so each keeps its copy.
     static func write(string: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
         for byte in string.utf8 {
