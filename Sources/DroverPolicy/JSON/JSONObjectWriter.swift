@@ -34,11 +34,6 @@ public struct JSONObjectWriter: Sendable {
         bytes.append(contentsOf: String(value).utf8)
     }
 
-    public mutating func add(_ key: String, _ value: Bool) {
-        member(key)
-        bytes.append(contentsOf: (value ? "true" : "false").utf8)
-    }
-
     /// A finite number as `JSONEncoder` writes it (an integral value without `.0`); a value that
     /// is not finite, which JSON cannot hold, is written as `null`.
     public mutating func add(_ key: String, _ value: Double) {
