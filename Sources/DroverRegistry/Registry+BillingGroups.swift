@@ -15,7 +15,7 @@ extension Registry {
                 }
                 return existing
             }
-            let group = BillingGroup(name: name, id: UUID().uuidString.lowercased(), description: description, version: 1,
+            let group = BillingGroup(name: name, id: newResourceID(), description: description, version: 1,
                                      createdAt: Date().timeIntervalSince1970)
             state.billingGroups[name] = group
             changes.append(Self.record(Kind.billingGroup, name, group))

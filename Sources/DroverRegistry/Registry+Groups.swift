@@ -22,7 +22,7 @@ extension Registry {
                     throw RegistryError.invalid("thing groups nest at most 7 deep; \(parent) is already at depth 7")
                 }
             }
-            let group = ThingGroup(name: name, id: UUID().uuidString.lowercased(), description: description, attributes: attributes,
+            let group = ThingGroup(name: name, id: newResourceID(), description: description, attributes: attributes,
                                    parent: parent, version: 1, createdAt: Date().timeIntervalSince1970)
             state.put(group)
             changes.append(Self.record(Kind.thingGroup, name, group))

@@ -105,7 +105,7 @@ extension Registry {
                 }
                 return existing
             }
-            let thing = Thing(name: name, id: UUID().uuidString.lowercased(), typeName: typeName, attributes: attributes,
+            let thing = Thing(name: name, id: newResourceID(), typeName: typeName, attributes: attributes,
                               version: 1, createdAt: Date().timeIntervalSince1970, billingGroupName: billingGroupName)
             state.put(thing)
             changes.append(Self.record(Kind.thing, name, thing))
@@ -218,7 +218,7 @@ extension Registry {
                 throw RegistryError(.alreadyExists, "Thing Type \(name) already exists in current account", resourceId: existing.id,
                                     resourceArn: self.arn(caller.region, "thingtype/\(name)"))
             }
-            let type = ThingType(name: name, id: UUID().uuidString.lowercased(), description: description,
+            let type = ThingType(name: name, id: newResourceID(), description: description,
                                  searchableAttributes: searchableAttributes, deprecated: false, deprecatedAt: nil,
                                  createdAt: Date().timeIntervalSince1970)
             state.thingTypes[name] = type
