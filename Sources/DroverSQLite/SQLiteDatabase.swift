@@ -10,6 +10,14 @@ enum SQLiteDatabase {
 
     /// `mustExist`: the data directory is known to have had this database (the other database
     /// says so), so a missing file is an error rather than a silently empty start.
+    /// What `PRAGMA synchronous` reads back for each level set.
+    static let synchronousLevels = ["OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3]
+
+    /// The `PRAGMA synchronous` level of the connection that writes.
+    static func synchronousLevel(of database: any DatabaseWriter) throws -> Int? {
+        try database.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+    }
+
     static func open(path: String, label: String, what: String, synchronous: String, migrator: DatabaseMigrator,
                      mustExist: Bool = false, pool: Bool = false) throws -> any DatabaseWriter {
         let exists = FileManager.default.fileExists(atPath: path)
@@ -34,6 +42,16 @@ enum SQLiteDatabase {
         do {
             database = pool ? try DatabasePool(path: path, configuration: configuration)
                 : try DatabaseQueue(path: path, configuration: configuration)
+            // A pool's writer runs `PRAGMA synchronous = NORMAL` in GRDB's WAL set-up, after
+            // `prepareDatabase`: set the level again, on the writer, and read it back. Without
+            // this, `durability: fsync` gave the control plane NORMAL (commits not fsynced).
+            let level = try database.writeWithoutTransaction { db -> Int? in
+                try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+                return try Int.fetchOne(db, sql: "PRAGMA synchronous")
+            }
+            guard level == Self.synchronousLevels[synchronous] else {
+                throw OpenError(description: "PRAGMA synchronous is \(level.map(String.init) ?? "unknown"), not \(synchronous)")
+            }
             try migrator.migrate(database)
             _ = try database.read { db in try Int.fetchOne(db, sql: "PRAGMA quick_check") }
         } catch {

@@ -30,6 +30,23 @@ struct SQLiteControlPlaneTests {
         }
     }
 
+    @Test("durability fsync makes the writer fsync every commit (synchronous FULL), normal leaves it to the OS")
+    func durabilityReachesTheWriter() throws {
+        // GRDB's pool sets NORMAL on its writer while it turns WAL on; the configured level must win.
+        for (durability, level) in [(SQLiteBrokerStore.Durability.fsync, 2), (.normal, 1)] {
+            let directory = temporaryDirectory()
+            let database = try SQLiteControlPlane(dataDir: directory, durability: durability, logger: logger)
+            #expect(try SQLiteDatabase.synchronousLevel(of: database.database) == level)
+            database.close()
+            let reopened = try SQLiteControlPlane(dataDir: directory, durability: durability, logger: logger)
+            #expect(try SQLiteDatabase.synchronousLevel(of: reopened.database) == level)
+            reopened.close()
+            let queue = try SQLiteDatabase.open(path: directory + "/queue.sqlite", label: "t", what: "test database",
+                                                synchronous: level == 2 ? "FULL" : "NORMAL", migrator: DatabaseMigrator())
+            #expect(try SQLiteDatabase.synchronousLevel(of: queue) == level)
+        }
+    }
+
     @Test("records, audit entries and change rows of every feature go in one file, numbered in commit order")
     func oneFile() throws {
         let directory = temporaryDirectory()
