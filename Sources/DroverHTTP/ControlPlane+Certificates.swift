@@ -1,4 +1,5 @@
 import DroverIdentity
+import DroverPolicy
 import DroverRegistry
 import Foundation
 import HTTPTypes
@@ -51,16 +52,20 @@ extension ControlPlane {
 
     func certArn(_ caller: Caller, _ id: String) -> String { registry.arn(caller.region, "cert/\(id)") }
 
-    struct KeyPair: Encodable {
-        var PublicKey: String
-        var PrivateKey: String
-    }
-
-    struct CreateKeysAndCertificateOutput: Encodable {
-        var certificateArn: String
-        var certificateId: String
-        var certificatePem: String
-        var keyPair: KeyPair?
+    /// CreateKeysAndCertificate's and CreateCertificateFromCsr's answer, by hand (one per device
+    /// made): botocore's members, sorted, with the key pair's only when keys were made here.
+    func certificateOutput(_ call: Call, _ record: CertificateRecord, keys: DeviceKeyPair?) -> Response {
+        var answer = JSONObjectWriter(capacity: record.pem.utf8.count * 2 + 512)
+        answer.add("certificateArn", certArn(call.caller, record.id))
+        answer.add("certificateId", record.id)
+        answer.add("certificatePem", record.pem)
+        answer.add("keyPair", object: keys.map { keys in
+            var pair = JSONObjectWriter(capacity: keys.privateKeyPEM.utf8.count + keys.publicKeyPEM.utf8.count + 64)
+            pair.add("PrivateKey", keys.privateKeyPEM)
+            pair.add("PublicKey", keys.publicKeyPEM)
+            return pair
+        })
+        return Self.json(bytes: answer.finish())
     }
 
     func setAsActive(_ call: Call) -> CertificateRecord.Status {
@@ -95,9 +100,7 @@ extension ControlPlane {
         let record = try await registry.registerCertificate(
             call.caller, "CreateKeysAndCertificate", facts: Self.facts(info), status: setAsActive(call),
             caCertificateId: issuing.authorityId)
-        return Self.json(CreateKeysAndCertificateOutput(
-            certificateArn: certArn(call.caller, record.id), certificateId: record.id, certificatePem: record.pem,
-            keyPair: KeyPair(PublicKey: keys.publicKeyPEM, PrivateKey: keys.privateKeyPEM)))
+        return certificateOutput(call, record, keys: keys)
     }
 
     struct CreateFromCsrInput: Decodable {
@@ -118,8 +121,7 @@ extension ControlPlane {
         let record = try await registry.registerCertificate(
             call.caller, "CreateCertificateFromCsr", facts: Self.facts(info), status: setAsActive(call),
             caCertificateId: issuing.authorityId)
-        return Self.json(CreateKeysAndCertificateOutput(
-            certificateArn: certArn(call.caller, record.id), certificateId: record.id, certificatePem: record.pem, keyPair: nil))
+        return certificateOutput(call, record, keys: nil)
     }
 
     struct RegisterInput: Decodable {

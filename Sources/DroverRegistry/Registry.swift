@@ -374,6 +374,11 @@ public final class Registry: @unchecked Sendable {
         RegistryRecordChange(kind: kind, key: key, value: thing.recordJSON)
     }
 
+    /// A certificate's record, by hand as well: one is written by every CreateKeysAndCertificate.
+    static func record(_ kind: String, _ key: String, _ certificate: CertificateRecord) -> RegistryRecordChange {
+        RegistryRecordChange(kind: kind, key: key, value: certificate.recordJSON)
+    }
+
     static func removal(_ kind: String, _ key: String) -> RegistryRecordChange {
         RegistryRecordChange(kind: kind, key: key, value: nil)
     }

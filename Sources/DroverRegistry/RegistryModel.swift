@@ -201,6 +201,24 @@ public struct CertificateRecord: Codable, Sendable, Hashable {
     }
 
     public var isActive: Bool { status == Status.active.rawValue }
+
+    /// The certificate as its stored record: the members `JSONEncoder` with sorted keys writes,
+    /// in its order (a '/' is written as itself, where the encoder wrote `\/`).
+    public var recordJSON: [UInt8] {
+        var writer = JSONObjectWriter(capacity: pem.utf8.count + subject.utf8.count + 320)
+        writer.add("caCertificateId", caCertificateId)
+        writer.add("commonName", commonName)
+        writer.add("createdAt", createdAt)
+        writer.add("id", id)
+        writer.add("mode", mode)
+        writer.add("modifiedAt", modifiedAt)
+        writer.add("notAfter", notAfter)
+        writer.add("notBefore", notBefore)
+        writer.add("pem", pem)
+        writer.add("status", status)
+        writer.add("subject", subject)
+        return writer.finish()
+    }
 }
 
 /// A CA whose device certificates the registry accepts.

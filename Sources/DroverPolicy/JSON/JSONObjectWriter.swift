@@ -61,6 +61,13 @@ public struct JSONObjectWriter: Sendable {
         bytes.append(UInt8(ascii: "}"))
     }
 
+    /// Another writer's object, nested as this member's value (`nil` leaves the member out).
+    public mutating func add(_ key: String, object: consuming JSONObjectWriter?) {
+        guard let object else { return }
+        member(key)
+        bytes.append(contentsOf: object.finish())
+    }
+
     private mutating func member(_ key: String) {
         if !empty { bytes.append(UInt8(ascii: ",")) }
         empty = false
