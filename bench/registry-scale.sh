@@ -10,13 +10,16 @@
 #     connect + SUBACK time, which includes a full policy evaluation (no cached decision).
 #
 # Environment: SCALE_SIZES (default "0 100000 1000000"), SCALE_CREATES (4000), SCALE_CONNECTS
-# (100), BENCH_SKIP_BUILD=1 to use the binaries already built.
+# (100), BENCH_SKIP_BUILD=1 to use the binaries already built, SCALE_BIN (a directory holding
+# drover and drover-load; default .build/release), SCALE_SEED_LAYOUT=pem-inline to seed the
+# records as a registry from before 2026-12-04 reads them (see bench/seed_registry.py).
 set -euo pipefail
 export DROVER_CREDENTIALS_PORT=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZES=${SCALE_SIZES:-"0 100000 1000000"}
 CREATES=${SCALE_CREATES:-4000}
 CONNECTS=${SCALE_CONNECTS:-100}
+BIN=${SCALE_BIN:-.build/release}
 HTTP=18890 MQTTS=18891
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     swift build -c release --product drover
@@ -26,7 +29,7 @@ WORK=$(mktemp -d)
 PID=""
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 serve() {
-    .build/release/drover serve --data-dir "$WORK/data" --mqtt-port 0 --mqtts-port $MQTTS --http-port $HTTP \
+    "$BIN/drover" serve --data-dir "$WORK/data" --mqtt-port 0 --mqtts-port $MQTTS --http-port $HTTP \
         --https-port 0 >>"$WORK/drover.log" 2>&1 &
     PID=$!
 }
@@ -43,7 +46,7 @@ base_rss=""
 for size in $SIZES; do
     rm -rf "$WORK/data"
     serve; ready; stop                     # the data directory, its CA and admin key
-    .venv/bin/python bench/seed_registry.py "$WORK/data" "$size" >/dev/null
+    .venv/bin/python bench/seed_registry.py "$WORK/data" "$size" ${SCALE_SEED_LAYOUT:-} >/dev/null
     start=$(date +%s.%N)
     serve; ready
     startup=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
@@ -51,7 +54,7 @@ for size in $SIZES; do
     rss=$(rss_kb)
     [ -z "$base_rss" ] && base_rss=$rss
     per_thing=$([ "$size" -gt 0 ] && awk -v r="$rss" -v b="$base_rss" -v n="$size" 'BEGIN {printf "%.0f", (r - b) * 1024 / n}' || echo "-")
-    create=$(.build/release/drover-load api --endpoint "http://127.0.0.1:$HTTP" --credentials "$WORK/data/admin-credentials" \
+    create=$("$BIN/drover-load" api --endpoint "http://127.0.0.1:$HTTP" --credentials "$WORK/data/admin-credentials" \
         --operation create-thing --count "$CREATES" --concurrency 16 2>&1 | grep '^RESULT' | sed 's/^RESULT //')
     connect=$(.venv/bin/python bench/auth_probe.py "$WORK/data" "$HTTP" "$MQTTS" "$CONNECTS")
     echo "RESULT things=$size startup_s=$startup rss_kb=$rss bytes_per_thing=$per_thing create_thing=$create connect=$connect"

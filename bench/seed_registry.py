@@ -7,7 +7,11 @@ million things through the API would take the benchmark's whole budget. The cert
 are a real device certificate's length (an EC P-256 certificate from Drover's CA is ~620
 bytes), so that the memory per thing is what a real fleet costs.
 
-    python3 bench/seed_registry.py DATA_DIR N
+    python3 bench/seed_registry.py DATA_DIR N [pem-inline]
+
+Each certificate's PEM goes in a `certificate-pem` record of its own, as the registry keeps it
+since 2026-12-04; `pem-inline` writes it inside the certificate's record instead, the layout
+before, which a registry of that time needs (and a newer one rewrites at its first start).
 """
 import json
 import sqlite3
@@ -16,6 +20,7 @@ import time
 import uuid
 
 data_dir, count = sys.argv[1], int(sys.argv[2])
+pem_inline = len(sys.argv) > 3 and sys.argv[3] == "pem-inline"
 db = sqlite3.connect(f"{data_dir}/drover.sqlite")
 db.execute("PRAGMA journal_mode=WAL")
 now = time.time()
@@ -44,9 +49,13 @@ for i in range(count):
     cert = f"{i:064x}"
     batch.append(("thing", name, dumps({"name": name, "id": str(uuid.uuid4()), "attributes": {"model": "m" + str(i % 7)},
                                         "version": 1, "createdAt": now})))
-    batch.append(("certificate", cert, dumps({
-        "id": cert, "pem": pem, "status": "ACTIVE", "subject": f"CN={name}", "commonName": name,
-        "notBefore": now - 60, "notAfter": now + 86400 * 365, "createdAt": now, "modifiedAt": now, "mode": "SNI_ONLY"})))
+    certificate = {"id": cert, "status": "ACTIVE", "subject": f"CN={name}", "commonName": name,
+                   "notBefore": now - 60, "notAfter": now + 86400 * 365, "createdAt": now, "modifiedAt": now, "mode": "SNI_ONLY"}
+    if pem_inline:
+        certificate["pem"] = pem
+    else:
+        batch.append(("certificate-pem", cert, dumps({"pem": pem})))
+    batch.append(("certificate", cert, dumps(certificate)))
     batch.append(("thing-principals", name, dumps([cert])))
     batch.append(("policy-target", f"seed-device/cert/{cert}", b"{}"))
     batch.append(("group-member", f"seed-group-{i % 1000}/{name}", b"{}"))

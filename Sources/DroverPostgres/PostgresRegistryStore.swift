@@ -152,6 +152,13 @@ public final class PostgresRegistryStore: RegistryStore {
         }
     }
 
+    public func record(kind: String, key: String) throws -> [UInt8]? {
+        try pool.withConnection { session in
+            try session.query("SELECT value FROM drover_record WHERE kind = \(kind) AND key = \(key.storable)",
+                              doing: "reading a registry record").first.map { try $0.column(0, ByteBuffer.self).bytes }
+        }
+    }
+
     public func appendAudit(_ entry: AuditEntry) throws {
         try pool.withConnection { session in try Self.insert(entry, session) }
     }

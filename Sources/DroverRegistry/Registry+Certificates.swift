@@ -56,15 +56,24 @@ extension Registry {
                 id: facts.id, pem: facts.pem, status: status.rawValue, caCertificateId: caCertificateId, subject: facts.subject,
                 commonName: facts.commonName, notBefore: facts.notBefore, notAfter: facts.notAfter, createdAt: now,
                 mode: caCertificateId == nil ? "SNI_ONLY" : "DEFAULT")
-            state.certificates[facts.id] = record
+            state.put(record)
             changes.append(Self.record(Kind.certificate, facts.id, record))
+            changes.append(Self.pemRecord(facts.id, facts.pem))
             return record
         }
     }
 
+    /// The certificate with its PEM, read from the store (memory keeps certificates without it).
     public func describeCertificate(_ id: String) throws -> CertificateRecord {
         try Self.checkCertificateId(id)
-        guard let record = snapshot.certificates[id] else { throw RegistryError.notFound("certificate", id) }
+        guard var record = snapshot.certificates[id] else { throw RegistryError.notFound("certificate", id) }
+        struct Stored: Decodable { var pem: String? }
+        let stored = try store.record(kind: Kind.certificatePEM, key: id) ?? store.record(kind: Kind.certificate, key: id)
+        // Deleted meanwhile (by this node or another): as if it had not been found.
+        guard let stored, let pem = try JSONDecoder().decode(Stored.self, from: Data(stored)).pem, !pem.isEmpty else {
+            throw RegistryError.notFound("certificate", id)
+        }
+        record.pem = pem
         return record
     }
 
@@ -119,6 +128,7 @@ extension Registry {
             }
             state.certificates[id] = nil
             changes.append(Self.removal(Kind.certificate, id))
+            changes.append(Self.removal(Kind.certificatePEM, id))
         }
     }
 

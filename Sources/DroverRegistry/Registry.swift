@@ -334,7 +334,12 @@ public final class Registry: @unchecked Sendable {
         public static let thing = "thing"
         public static let thingType = "thing-type"
         public static let accessKey = "access-key"
+        /// A certificate's metadata and status, without its PEM (see `certificatePEM`).
         public static let certificate = "certificate"
+        /// Key: certificate id; value: `{"pem":"..."}`. Written once, when the certificate is
+        /// registered, and read only when asked for (DescribeCertificate): a PEM is about 650
+        /// bytes, so a million of them are kept in the database, not in every node's memory.
+        public static let certificatePEM = "certificate-pem"
         public static let caCertificate = "ca-certificate"
         public static let policy = "policy"
         /// Key: thing name; value: the certificate ids attached.
@@ -377,6 +382,13 @@ public final class Registry: @unchecked Sendable {
     /// A certificate's record, by hand as well: one is written by every CreateKeysAndCertificate.
     static func record(_ kind: String, _ key: String, _ certificate: CertificateRecord) -> RegistryRecordChange {
         RegistryRecordChange(kind: kind, key: key, value: certificate.recordJSON)
+    }
+
+    /// A certificate's PEM, in a record of its own.
+    static func pemRecord(_ id: String, _ pem: String) -> RegistryRecordChange {
+        var writer = JSONObjectWriter(capacity: pem.utf8.count + 32)
+        writer.add("pem", pem)
+        return RegistryRecordChange(kind: Kind.certificatePEM, key: id, value: writer.finish())
     }
 
     static func removal(_ kind: String, _ key: String) -> RegistryRecordChange {
@@ -422,6 +434,15 @@ public final class Registry: @unchecked Sendable {
                     upgrade.append(link(Kind.policyTarget, key, target, present: true))
                 }
                 upgrade.append(removal(Kind.legacyPolicyTargets, key))
+            case Kind.certificate:
+                // Before PEMs had records of their own, the certificate's record held it.
+                var record = try decoder.decode(CertificateRecord.self, from: Data(bytes))
+                if !record.pem.isEmpty {
+                    upgrade.append(pemRecord(record.id, record.pem))
+                    record.pem = ""
+                    upgrade.append(self.record(Kind.certificate, key, record))
+                }
+                state.put(record)
             default:
                 try state.apply(RegistryRecordChange(kind: kind, key: key, value: bytes), decoder: decoder)
             }

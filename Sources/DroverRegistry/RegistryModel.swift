@@ -202,8 +202,29 @@ public struct CertificateRecord: Codable, Sendable, Hashable {
 
     public var isActive: Bool { status == Status.active.rawValue }
 
+    private enum CodingKeys: String, CodingKey {
+        case id, pem, status, caCertificateId, subject, commonName, notBefore, notAfter, createdAt, modifiedAt, mode
+    }
+
+    /// Records written since PEMs have records of their own hold no `pem`: it reads as "".
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        pem = try container.decodeIfPresent(String.self, forKey: .pem) ?? ""
+        status = try container.decode(String.self, forKey: .status)
+        caCertificateId = try container.decodeIfPresent(String.self, forKey: .caCertificateId)
+        subject = try container.decode(String.self, forKey: .subject)
+        commonName = try container.decodeIfPresent(String.self, forKey: .commonName)
+        notBefore = try container.decode(Double.self, forKey: .notBefore)
+        notAfter = try container.decode(Double.self, forKey: .notAfter)
+        createdAt = try container.decode(Double.self, forKey: .createdAt)
+        modifiedAt = try container.decode(Double.self, forKey: .modifiedAt)
+        mode = try container.decode(String.self, forKey: .mode)
+    }
+
     /// The certificate as its stored record: the members `JSONEncoder` with sorted keys writes,
-    /// in its order (a '/' is written as itself, where the encoder wrote `\/`).
+    /// in its order (a '/' is written as itself, where the encoder wrote `\/`), except the PEM,
+    /// which has a record of its own (`Registry.Kind.certificatePEM`).
     public var recordJSON: [UInt8] {
         var writer = JSONObjectWriter(capacity: pem.utf8.count + subject.utf8.count + 320)
         writer.add("caCertificateId", caCertificateId)
@@ -214,7 +235,6 @@ public struct CertificateRecord: Codable, Sendable, Hashable {
         writer.add("modifiedAt", modifiedAt)
         writer.add("notAfter", notAfter)
         writer.add("notBefore", notBefore)
-        writer.add("pem", pem)
         writer.add("status", status)
         writer.add("subject", subject)
         return writer.finish()

@@ -2,6 +2,15 @@ import DroverPolicy
 import Foundation
 
 extension RegistryState {
+    /// Keeps a certificate without its PEM (the database holds it: `Registry.Kind.certificatePEM`),
+    /// its CA's id shared with the CA's record rather than a string of its own.
+    mutating func put(_ certificate: CertificateRecord) {
+        var kept = certificate
+        kept.pem = ""
+        if let ca = kept.caCertificateId, let shared = caCertificates[ca]?.id { kept.caCertificateId = shared }
+        certificates[kept.id] = kept
+    }
+
     /// Applies one stored record (as written, or as read back from the change feed): its value
     /// replaces what the state held under its kind and key, nil removes it, and the indexes
     /// follow. Kinds this version does not know are left alone. A record that does not decode
@@ -20,7 +29,9 @@ extension RegistryState {
             let new = try value(AccessKey.self)
             accessKeys[key] = new
             if let new, new.active, let pair = new.issuedFor { temporaryKeys[pair] = key }
-        case Registry.Kind.certificate: certificates[key] = try value(CertificateRecord.self)
+        case Registry.Kind.certificate:
+            if let record = try value(CertificateRecord.self) { put(record) } else { certificates[key] = nil }
+        case Registry.Kind.certificatePEM: break // read from the store when asked for
         case Registry.Kind.caCertificate: caCertificates[key] = try value(CACertificateRecord.self)
         case Registry.Kind.policy:
             let policy = try value(PolicyRecord.self)

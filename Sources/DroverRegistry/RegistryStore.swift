@@ -43,6 +43,8 @@ public protocol RegistryStore: Sendable {
     /// Up to `limit` keys of `kind` that start with `prefix` and sort after `after` (all from
     /// the first when nil), in byte order, from an index: the cost is the keys returned.
     func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String]
+    /// One record's value, nil if there is none; a point read on the (kind, key) index.
+    func record(kind: String, key: String) throws -> [UInt8]?
     func appendAudit(_ entry: AuditEntry) throws
     func queryAudit(_ query: AuditQuery) throws -> [AuditEntry]
     /// Closes the store; called once, when the server stops.
@@ -93,6 +95,10 @@ public final class InMemoryRegistryStore: RegistryStore {
     }
 
     public func appendAudit(_ entry: AuditEntry) throws { try apply([], audit: entry) }
+
+    public func record(kind: String, key: String) throws -> [UInt8]? {
+        state.withLockedValue { $0.records[kind]?[key] }
+    }
 
     /// Sorts on every call: this store is for tests and small fleets.
     public func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String] {

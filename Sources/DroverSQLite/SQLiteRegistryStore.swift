@@ -113,6 +113,12 @@ public final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
+    public func record(kind: String, key: String) throws -> [UInt8]? {
+        try database.read { db in
+            try Data.fetchOne(db, sql: "SELECT value FROM record WHERE kind = ? AND key = ?", arguments: [kind, key]).map(Array.init)
+        }
+    }
+
     public func appendAudit(_ entry: AuditEntry) throws {
         try database.write { db in try Self.insert(entry, db) }
     }

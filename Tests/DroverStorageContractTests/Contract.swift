@@ -344,6 +344,21 @@ struct StorageContractTests {
         #expect(try store.registry.keys(kind: "thing", prefix: "", after: nil, limit: 10) == [])
     }
 
+    @Test("one record is read by its kind and key; a missing or removed one reads as nil", arguments: Backend.available)
+    func pointRead(_ backend: Backend) throws {
+        let store = try SharedDatabase(backend).open()
+        defer { store.close() }
+        let value = Array(#"{"pem":"-----BEGIN CERTIFICATE-----\nMIIB\u0000/x=\n"}"#.utf8)
+        try store.registry.apply([RegistryRecordChange(kind: "certificate-pem", key: "ab", value: value),
+                                  RegistryRecordChange(kind: "certificate", key: "ab", value: Array("{}".utf8))], audit: nil)
+        #expect(try store.registry.record(kind: "certificate-pem", key: "ab") == value)
+        #expect(try store.registry.record(kind: "certificate", key: "ab") == Array("{}".utf8))
+        #expect(try store.registry.record(kind: "certificate-pem", key: "AB") == nil)
+        #expect(try store.registry.record(kind: "thing", key: "ab") == nil)
+        try store.registry.apply([RegistryRecordChange(kind: "certificate-pem", key: "ab", value: nil)], audit: nil)
+        #expect(try store.registry.record(kind: "certificate-pem", key: "ab") == nil)
+    }
+
     @Test("the audit log filters by principal, operation, resource and cursor, newest first", arguments: Backend.available)
     func auditQueries(_ backend: Backend) throws {
         let store = try SharedDatabase(backend).open()

@@ -10,8 +10,10 @@ did not change in between.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import ssl
 import subprocess
 import tarfile
 import threading
@@ -89,6 +91,11 @@ def test_a_data_directory_of_the_older_layout_is_upgraded_in_place(tmp_path):
         assert len(iot.list_targets_for_policy(policyName="device")["targets"]) == 5
         revoked = iot.describe_certificate(certificateId=facts["certificates"]["dev-4"])["certificateDescription"]
         assert revoked["status"] == "REVOKED"
+        # Each certificate's PEM (kept in its certificate record before, in a record of its own
+        # now) is the certificate its id names.
+        for certificate in facts["certificates"].values():
+            pem = iot.describe_certificate(certificateId=certificate)["certificateDescription"]["certificatePem"]
+            assert hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest() == certificate
 
         # Shadows, classic and named.
         data = aws.iot_data(srv, key=tuple(facts["admin"]))
