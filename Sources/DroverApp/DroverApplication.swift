@@ -134,21 +134,12 @@ public struct DroverApplication: Sendable {
             for change in changes where change.kind == Registry.Kind.thing && change.value == nil {
                 shadows?.deleteAll(thing: change.key)
             }
-            // Only changes that can revoke a connection are checked against the connections:
-            // a certificate, a CA, or a thing's attachments. (A thing with attachments cannot
-            // be deleted.) Creating things and certificates costs the connections nothing.
-            var certificates = Set<String>(), cas = Set<String>(), things = Set<String>()
-            for change in changes {
-                switch change.kind {
-                case Registry.Kind.accessKey: certificates.insert(RegistryAccessControl.accessKeyPrefix + change.key)
-                case Registry.Kind.certificate: certificates.insert(change.key)
-                case Registry.Kind.caCertificate: cas.insert(change.key)
-                case Registry.Kind.thingPrincipals: things.insert(change.key)
-                default: break
-                }
-            }
-            guard !certificates.isEmpty || !cas.isEmpty || !things.isEmpty else { return }
-            let affectedCertificates = certificates, affectedCAs = cas, affectedThings = things
+            // Only changes that revoke are checked against the connections (each check visits
+            // every connection of this node), so creating, activating and attaching cost the
+            // connections nothing.
+            let revoked = RegistryAccessControl.revocations(in: update)
+            guard !revoked.isEmpty else { return }
+            let affectedCertificates = revoked.principals, affectedCAs = revoked.cas, affectedThings = revoked.things
             broker.disconnectClients(.notAuthorized, reason: "the client's certificate or thing is no longer authorized") { identity in
                 guard let id = identity.principal else { return false }
                 let affected = affectedCertificates.contains(id)

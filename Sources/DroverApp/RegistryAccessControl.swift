@@ -277,6 +277,44 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
 
     /// Whether a connected client must go: its certificate is no longer ACTIVE (or gone), or the
     /// thing it connected as is no longer attached to it (or gone).
+    /// What an update took away, for the revocation watcher: principals (certificate ids and
+    /// `accesskey:ID`) that were ACTIVE before and are not now, CAs likewise, and things that lost
+    /// a certificate. Only their connections can have become revoked (see `isRevoked`); a new,
+    /// activated or attached one revokes nothing. (A thing with certificates cannot be deleted.)
+    struct Revocations: Sendable, Equatable {
+        var principals = Set<String>()
+        var cas = Set<String>()
+        var things = Set<String>()
+        var isEmpty: Bool { principals.isEmpty && cas.isEmpty && things.isEmpty }
+    }
+
+    static func revocations(in update: RegistryUpdate) -> Revocations {
+        var revoked = Revocations()
+        let before = update.previous, after = update.state
+        for change in update.changes {
+            let key = change.key
+            switch change.kind {
+            case Registry.Kind.accessKey:
+                if before.accessKeys[key]?.active == true && after.accessKeys[key]?.active != true {
+                    revoked.principals.insert(accessKeyPrefix + key)
+                }
+            case Registry.Kind.certificate:
+                if before.certificates[key]?.isActive == true && after.certificates[key]?.isActive != true {
+                    revoked.principals.insert(key)
+                }
+            case Registry.Kind.caCertificate:
+                if before.caCertificates[key]?.status == "ACTIVE" && after.caCertificates[key]?.status != "ACTIVE" {
+                    revoked.cas.insert(key)
+                }
+            case Registry.Kind.thingPrincipals:
+                let now = after.thingPrincipals[key] ?? []
+                if !(before.thingPrincipals[key] ?? []).isSubset(of: now) { revoked.things.insert(key) }
+            default: break
+            }
+        }
+        return revoked
+    }
+
     static func isRevoked(_ identity: ClientIdentity, in state: RegistryState) -> Bool {
         guard let id = identity.principal else { return false }
         if id.hasPrefix(accessKeyPrefix) {

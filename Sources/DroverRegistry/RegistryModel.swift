@@ -226,7 +226,7 @@ public struct CertificateRecord: Codable, Sendable, Hashable {
     /// in its order (a '/' is written as itself, where the encoder wrote `\/`), except the PEM,
     /// which has a record of its own (`Registry.Kind.certificatePEM`).
     public var recordJSON: [UInt8] {
-        var writer = JSONObjectWriter(capacity: pem.utf8.count + subject.utf8.count + 320)
+        var writer = JSONObjectWriter(capacity: subject.utf8.count + (commonName?.utf8.count ?? 0) + 320)
         writer.add("caCertificateId", caCertificateId)
         writer.add("commonName", commonName)
         writer.add("createdAt", createdAt)
