@@ -94,9 +94,7 @@ final class RegistryAccessControl: MQTTAuthenticator, MQTTAuthorizer, @unchecked
                 guard update.previous.certificates[change.key] != nil else { continue }
                 principals.insert(change.key)
                 // Keys issued for the certificate stop with it.
-                for key in update.state.accessKeys.values where key.issuedFor?.hasPrefix(change.key + "/") == true {
-                    principals.insert(accessKeyPrefix + key.id)
-                }
+                for id in update.state.temporaryKeysOfCertificate[change.key] ?? [] { principals.insert(accessKeyPrefix + id) }
             case Registry.Kind.accessKey: principals.insert(accessKeyPrefix + change.key)
             case Registry.Kind.thing, Registry.Kind.thingPrincipals: things.insert(change.key)
             case Registry.Kind.groupMember:

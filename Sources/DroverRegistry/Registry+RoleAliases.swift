@@ -113,11 +113,10 @@ extension Registry {
             let pair = "\(certificateId)/\(name)"
             key.issuedFor = pair
             if let old = state.temporaryKeys[pair] {
-                state.accessKeys[old] = nil
+                state.put(accessKey: old, nil)
                 changes.append(Self.removal(Kind.accessKey, old))
             }
-            state.temporaryKeys[pair] = key.id
-            state.accessKeys[key.id] = key
+            state.put(accessKey: key.id, key)
             changes.append(Self.record(Kind.accessKey, key.id, key))
             return TemporaryCredentials(key: key, expiration: expiration)
         }

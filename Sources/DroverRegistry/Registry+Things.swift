@@ -293,7 +293,7 @@ extension Registry {
                     throw RegistryError(.alreadyExists, "access key \(key.id) already exists")
                 }
             }
-            state.accessKeys[key.id] = key
+            state.put(accessKey: key.id, key)
             changes.append(Self.record(Kind.accessKey, key.id, key))
             return key
         }
@@ -341,7 +341,7 @@ extension Registry {
             guard var key = state.accessKeys[id], key.active else { throw RegistryError.notFound("access key", id) }
             key.active = false
             key.secret = ""
-            state.accessKeys[id] = key
+            state.put(accessKey: id, key)
             changes.append(Self.record(Kind.accessKey, id, key))
         }
     }

@@ -284,7 +284,7 @@ public final class Registry: @unchecked Sendable {
                     logger.warning("a configured access key was revoked and stays revoked", metadata: ["accessKeyId": "\(key.id)"])
                     return (false, [])
                 }
-                state.accessKeys[key.id] = key
+                state.put(accessKey: key.id, key)
                 changes.append(Self.record(Kind.accessKey, key.id, key))
                 return (true, [AuditEntry(time: Date().timeIntervalSince1970, principal: "drover", operation: "CreateAccessKey",
                                           resource: "access-key/\(key.id)", outcome: "success", message: key.name)])

@@ -25,10 +25,7 @@ extension RegistryState {
             if let thing = try value(Thing.self) { put(thing) } else { removeThing(key) }
         case Registry.Kind.thingType: thingTypes[key] = try value(ThingType.self)
         case Registry.Kind.accessKey:
-            if let old = accessKeys[key], let pair = old.issuedFor, temporaryKeys[pair] == key { temporaryKeys[pair] = nil }
-            let new = try value(AccessKey.self)
-            accessKeys[key] = new
-            if let new, new.active, let pair = new.issuedFor { temporaryKeys[pair] = key }
+            put(accessKey: key, try value(AccessKey.self))
         case Registry.Kind.certificate:
             if let record = try value(CertificateRecord.self) { put(record) } else { certificates[key] = nil }
         case Registry.Kind.certificatePEM: break // read from the store when asked for

@@ -15,7 +15,8 @@ import HashTreeCollections
 public struct RegistryState: Sendable {
     public var things: TreeDictionary<String, Thing> { _things }
     public var thingTypes: TreeDictionary<String, ThingType> = [:]
-    public var accessKeys: TreeDictionary<String, AccessKey> = [:]
+    /// Changed through `put(accessKey:_:)`, which keeps the temporary-key indexes.
+    public private(set) var accessKeys: TreeDictionary<String, AccessKey> = [:]
     public var certificates: TreeDictionary<String, CertificateRecord> = [:]
     public var caCertificates: TreeDictionary<String, CACertificateRecord> = [:]
     public var policies: TreeDictionary<String, PolicyRecord> = [:]
@@ -32,7 +33,31 @@ public struct RegistryState: Sendable {
     public var tags: TreeDictionary<String, [String: String]> = [:]
     public var roleAliases: TreeDictionary<String, RoleAlias> = [:]
     /// "CERTIFICATE_ID/ROLE_ALIAS" → the temporary key issued for it; derived (not stored).
-    public var temporaryKeys: TreeDictionary<String, String> = [:]
+    public private(set) var temporaryKeys: TreeDictionary<String, String> = [:]
+    /// Certificate id → the ids of every temporary key issued for it (under any role alias,
+    /// active or not); derived. The revocation of a certificate looks its keys up here.
+    public private(set) var temporaryKeysOfCertificate: TreeDictionary<String, Set<String>> = [:]
+
+    /// Sets (or, with nil, removes) an access key, and the temporary-key indexes with it.
+    public mutating func put(accessKey id: String, _ key: AccessKey?) {
+        if let old = accessKeys[id], let pair = old.issuedFor {
+            if temporaryKeys[pair] == id { temporaryKeys[pair] = nil }
+            let certificate = Self.certificate(ofPair: pair)
+            var ids = temporaryKeysOfCertificate[certificate] ?? []
+            ids.remove(id)
+            temporaryKeysOfCertificate[certificate] = ids.isEmpty ? nil : ids
+        }
+        accessKeys[id] = key
+        if let key, let pair = key.issuedFor {
+            if key.active { temporaryKeys[pair] = id }
+            temporaryKeysOfCertificate[Self.certificate(ofPair: pair), default: []].insert(id)
+        }
+    }
+
+    /// "CERTIFICATE_ID/ROLE_ALIAS" → the certificate id (ids hold no '/').
+    static func certificate(ofPair pair: String) -> String {
+        pair.firstIndex(of: "/").map { String(pair[..<$0]) } ?? pair
+    }
 
     /// Thing name → ids of the certificates attached to it.
     public private(set) var thingPrincipals: TreeDictionary<String, Set<String>> = [:]
@@ -219,6 +244,8 @@ public struct RegistryState: Sendable {
         for (thing, ids) in thingPrincipals { for id in ids { rebuilt.attach(certificate: id, toThing: thing) } }
         for (group, members) in groupMembers { for thing in members { rebuilt.add(thing: thing, toGroup: group) } }
         for (policy, targets) in policyTargets { for target in targets { rebuilt.attach(policy: policy, to: target) } }
+        for (id, key) in accessKeys { rebuilt.put(accessKey: id, key) }
+        if rebuilt.temporaryKeysOfCertificate != temporaryKeysOfCertificate { return "temporaryKeysOfCertificate" }
         if rebuilt.certificateThings != certificateThings { return "certificateThings" }
         if rebuilt.directGroups != directGroups { return "directGroups" }
         if rebuilt.targetPolicies != targetPolicies { return "targetPolicies" }

@@ -7,6 +7,7 @@ import Testing
 /// it must be given only the updates that take something away.
 @Suite("What a registry update revokes")
 struct RevocationsTests {
+    let store = InMemoryRegistryStore()
     let registry: Registry
     let updates = NIOLockedValueBox<[RegistryUpdate]>([])
     let caller = Caller(principal: "test", region: "us-east-1")
@@ -14,7 +15,7 @@ struct RevocationsTests {
     static let ca = String(repeating: "cd", count: 32)
 
     init() throws {
-        registry = try Registry(store: InMemoryRegistryStore())
+        registry = try Registry(store: store)
         registry.onChange { [updates] update in updates.withLockedValue { $0.append(update) } }
     }
 
@@ -66,5 +67,36 @@ struct RevocationsTests {
         let key = try await registry.createAccessKey(caller, name: "k")
         revoked = try await self.revoked { try await registry.revokeAccessKey(caller, id: key.id) }
         #expect(revoked == .init(principals: [RegistryAccessControl.accessKeyPrefix + key.id]))
+    }
+
+    @Test("a certificate's temporary keys are indexed, and its revocation reaches them (not other certificates' keys)")
+    func temporaryKeysOfACertificate() async throws {
+        let caller = self.caller, registry = self.registry
+        let one = Self.certificate, other = String(repeating: "ef", count: 32)
+        for id in [one, other] {
+            _ = try await registry.registerCertificate(caller, "RegisterCertificateWithoutCA", facts: Self.facts(id, isCA: false),
+                                                       status: .active, caCertificateId: nil)
+        }
+        let role = "arn:aws:iam::\(registry.configuration.account):role/read-only"
+        for alias in ["a1", "a2"] { _ = try await registry.createRoleAlias(caller, name: alias, roleArn: role, duration: nil, tags: [:]) }
+        let first = try await registry.issueCredentials(certificateId: one, alias: "a1", thingName: nil).key.id
+        let second = try await registry.issueCredentials(certificateId: one, alias: "a2", thingName: nil).key.id
+        let others = try await registry.issueCredentials(certificateId: other, alias: "a1", thingName: nil).key.id
+        // A new key for the same pair replaces the old one, in the index too.
+        let replaced = try await registry.issueCredentials(certificateId: one, alias: "a2", thingName: nil).key.id
+        #expect(registry.snapshot.temporaryKeysOfCertificate[one] == [first, replaced])
+        #expect(registry.snapshot.temporaryKeysOfCertificate[other] == [others])
+        #expect(!registry.snapshot.accessKeys.keys.contains(second))
+        #expect(registry.snapshot.checkIndexes() == nil)
+
+        updates.withLockedValue { $0 = [] }
+        try await registry.updateCertificate(caller, id: one, status: .revoked)
+        let touched = updates.withLockedValue { $0 }.compactMap(RegistryAccessControl.principals(touchedBy:)).reduce(into: Set()) { $0.formUnion($1) }
+        let prefix = RegistryAccessControl.accessKeyPrefix
+        #expect(touched == [one, prefix + first, prefix + replaced])
+
+        // Reloaded from the records, the index is the same.
+        let reloaded = try Registry(store: store)
+        #expect(reloaded.snapshot.temporaryKeysOfCertificate == registry.snapshot.temporaryKeysOfCertificate)
     }
 }
