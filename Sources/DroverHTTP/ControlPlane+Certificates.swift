@@ -13,11 +13,14 @@ extension ControlPlane {
         public var authority: CertificateAuthority
         /// The registry id of `authority`'s certificate.
         public var authorityId: String
-        public var subject: CertificateSubject
+        public let subject: CertificateSubject
         public var validityDays: Int
         /// The key CreateKeysAndCertificate makes when the request names none: RSA 2048, as
         /// AWS makes (boto3 and the AWS CLI cannot ask for another).
         public var defaultKeyAlgorithm: DeviceKeyPair.Algorithm
+        /// `subject` as an X.509 name, its RFC 4514 text and its common name, made once rather
+        /// than per certificate; nil when the subject is invalid (issuing then says why).
+        let issuedSubject: (name: DistinguishedName, text: String, commonName: String?)?
 
         public init(authority: CertificateAuthority, authorityId: String, subject: CertificateSubject, validityDays: Int,
                     defaultKeyAlgorithm: DeviceKeyPair.Algorithm = .rsa2048) {
@@ -26,6 +29,23 @@ extension ControlPlane {
             self.subject = subject
             self.validityDays = validityDays
             self.defaultKeyAlgorithm = defaultKeyAlgorithm
+            self.issuedSubject = (try? subject.distinguishedName()).map { ($0, $0.description, $0.firstCommonName) }
+        }
+
+        /// A device certificate for `publicKey`, with the facts the registry keeps, taken from
+        /// what was issued rather than parsed back out of it.
+        func issue(publicKey: Certificate.PublicKey) throws -> CertificateFacts {
+            guard let issuedSubject else {
+                _ = try subject.distinguishedName()
+                throw RegistryError(.internalFailure, "the device certificate subject is not valid")
+            }
+            let certificate = try authority.issueDeviceCertificate(
+                publicKey: publicKey, subject: issuedSubject.name, validityDays: validityDays, now: Date())
+            let info = CertificateInfo(certificate: certificate)
+            return CertificateFacts(id: info.certificateId, pem: info.pem, subject: issuedSubject.text,
+                                    commonName: issuedSubject.commonName,
+                                    notBefore: certificate.notValidBefore.timeIntervalSince1970,
+                                    notAfter: certificate.notValidAfter.timeIntervalSince1970, isCA: false)
         }
     }
 
@@ -94,11 +114,8 @@ extension ControlPlane {
         } else {
             keys = try DeviceKeyPair.generate(chosen)
         }
-        let certificate = try issuing.authority.issueDeviceCertificate(
-            publicKey: keys.publicKey, subject: issuing.subject, validityDays: issuing.validityDays, now: Date())
-        let info = CertificateInfo(certificate: certificate)
         let record = try await registry.registerCertificate(
-            call.caller, "CreateKeysAndCertificate", facts: Self.facts(info), status: setAsActive(call),
+            call.caller, "CreateKeysAndCertificate", facts: issuing.issue(publicKey: keys.publicKey), status: setAsActive(call),
             caCertificateId: issuing.authorityId)
         return certificateOutput(call, record, keys: keys)
     }

@@ -159,8 +159,7 @@ extension Certificate.SerialNumber {
     /// and the encoding grows to 21 octets, past RFC 5280's limit of 20 that some device TLS stacks enforce.
     /// Clearing that bit keeps every serial within 20 octets and still far above the CA/Browser Forum's 64 bits.
     static func randomForIssuance() -> Certificate.SerialNumber {
-        var generator = SystemRandomNumberGenerator()
-        var bytes = (0..<20).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        var bytes = secureRandomBytes(20)
         bytes[0] &= 0x7F
         return Certificate.SerialNumber(bytes: bytes)
     }

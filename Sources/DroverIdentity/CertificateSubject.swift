@@ -64,7 +64,7 @@ public struct CertificateSubject: Hashable, Sendable {
 
 extension DistinguishedName {
     /// The first common name, which is what AWS IoT and most tools show as a certificate's name.
-    var firstCommonName: String? {
+    public var firstCommonName: String? {
         for rdn in self {
             for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
                 return String(attribute.value)

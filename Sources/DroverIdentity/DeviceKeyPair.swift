@@ -64,11 +64,15 @@ public struct DeviceKeyPair: Sendable {
     public static func generate(_ algorithm: Algorithm) throws -> DeviceKeyPair {
         switch algorithm.backing {
         case .ecdsaP256:
-            let key = try Self.randomP256Key()
+            let (key, scalar) = try Self.randomP256Key()
+            // The public point's bytes are read from BoringSSL once, for both PEMs and the certificate.
+            let point = Array(key.publicKey.x963Representation)
             return DeviceKeyPair(
                 algorithm: algorithm,
                 privateKey: Certificate.PrivateKey(key),
-                privateKeyPEM: pemText(type: "PRIVATE KEY", der: Array(key.derRepresentation))
+                publicKey: Certificate.PublicKey(key.publicKey),
+                privateKeyPEM: pemText(type: "PRIVATE KEY", der: Self.p256PKCS8(scalar: scalar, point: point)),
+                publicKeyPEM: pemText(type: Certificate.PublicKey.defaultPEMDiscriminator, der: Self.p256SPKI(point: point))
             )
         case .rsa2048:
             let key: _RSA.Signing.PrivateKey
@@ -89,16 +93,32 @@ public struct DeviceKeyPair: Sendable {
     /// [1, n-1] (all but a 2^-32 share of draws are). `P256.Signing.PrivateKey()` draws the same way but then also
     /// retries for a "compact representable" key and runs FIPS's pairwise sign-and-verify test on each try, which
     /// together cost more than the rest of CreateKeysAndCertificate.
-    static func randomP256Key() throws -> P256.Signing.PrivateKey {
-        var generator = SystemRandomNumberGenerator()
+    static func randomP256Key() throws -> (P256.Signing.PrivateKey, [UInt8]) {
         for _ in 0..<16 {
-            var scalar = [UInt8](repeating: 0, count: 32)
-            for index in stride(from: 0, to: 32, by: 8) {
-                withUnsafeBytes(of: generator.next().littleEndian) { scalar.replaceSubrange(index..<index + 8, with: $0) }
-            }
-            if let key = try? P256.Signing.PrivateKey(rawRepresentation: scalar) { return key }
+            let scalar = secureRandomBytes(32)
+            if let key = try? P256.Signing.PrivateKey(rawRepresentation: scalar) { return (key, scalar) }
         }
         throw IdentityError(.cannotIssue, "no valid P-256 key came from the random source in 16 draws")
+    }
+
+    /// The DER of the AlgorithmIdentifier id-ecPublicKey with the named curve prime256v1 (RFC 5480).
+    static let p256AlgorithmIdentifier: [UInt8] = [
+        0x30, 0x13, 0x06, 0x07, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01, 0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07,
+    ]
+
+    /// A P-256 key's SubjectPublicKeyInfo (RFC 5480): the algorithm and the uncompressed point (65 bytes) as a BIT
+    /// STRING. Every length is fixed, so the DER is written directly (the tests compare it with swift-certificates').
+    static func p256SPKI(point: [UInt8]) -> [UInt8] {
+        precondition(point.count == 65, "an uncompressed P-256 point is 65 bytes")
+        return [0x30, 0x59] + p256AlgorithmIdentifier + [0x03, 0x42, 0x00] + point
+    }
+
+    /// A P-256 private key as PKCS#8 (RFC 5208) around an ECPrivateKey (RFC 5915) that carries its public point, the
+    /// bytes CryptoKit's `derRepresentation` writes (the tests compare them).
+    static func p256PKCS8(scalar: [UInt8], point: [UInt8]) -> [UInt8] {
+        precondition(scalar.count == 32 && point.count == 65, "a P-256 scalar is 32 bytes, its point 65")
+        return [0x30, 0x81, 0x87, 0x02, 0x01, 0x00] + p256AlgorithmIdentifier
+            + [0x04, 0x6D, 0x30, 0x6B, 0x02, 0x01, 0x01, 0x04, 0x20] + scalar + [0xA1, 0x44, 0x03, 0x42, 0x00] + point
     }
 
     private init(algorithm: Algorithm, privateKey: Certificate.PrivateKey, privateKeyPEM: String) {
@@ -109,7 +129,16 @@ public struct DeviceKeyPair: Sendable {
         self.publicKeyPEM = Self.pem(of: privateKey.publicKey)
     }
 
-    private static func pem(of publicKey: Certificate.PublicKey) -> String {
+    private init(algorithm: Algorithm, privateKey: Certificate.PrivateKey, publicKey: Certificate.PublicKey,
+                 privateKeyPEM: String, publicKeyPEM: String) {
+        self.algorithm = algorithm
+        self.privateKey = privateKey
+        self.publicKey = publicKey
+        self.privateKeyPEM = privateKeyPEM
+        self.publicKeyPEM = publicKeyPEM
+    }
+
+    static func pem(of publicKey: Certificate.PublicKey) -> String {
         var serializer = DER.Serializer()
         // A SubjectPublicKeyInfo is built from the key's own bytes and an algorithm identifier; writing it cannot fail.
         try! serializer.serialize(publicKey)

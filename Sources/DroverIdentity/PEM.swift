@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import SwiftASN1
 import X509
 
@@ -59,3 +62,20 @@ enum PEMBlocks {
         return certificates[0].derBytes
     }
 }
+
+/// `count` bytes from the kernel's secure random source in one `read` of `/dev/urandom`, where
+/// `SystemRandomNumberGenerator` makes a system call for every eight bytes (and `UInt8.random` for every byte).
+func secureRandomBytes(_ count: Int) -> [UInt8] {
+    var bytes = [UInt8](repeating: 0, count: count)
+    #if canImport(Glibc)
+    if urandom >= 0, bytes.withUnsafeMutableBytes({ read(urandom, $0.baseAddress, $0.count) }) == count { return bytes }
+    #endif
+    var generator = SystemRandomNumberGenerator()
+    for index in bytes.indices { bytes[index] = UInt8.random(in: .min ... .max, using: &generator) }
+    return bytes
+}
+
+#if canImport(Glibc)
+/// Opened once, for the life of the process.
+private let urandom: Int32 = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+#endif
