@@ -10,8 +10,9 @@ bytes), so that the memory per thing is what a real fleet costs.
     python3 bench/seed_registry.py DATA_DIR N [pem-inline]
 
 Each certificate's PEM goes in a `certificate-pem` record of its own, as the registry keeps it
-since 2026-12-04; `pem-inline` writes it inside the certificate's record instead, the layout
-before, which a registry of that time needs (and a newer one rewrites at its first start).
+since 2026-12-04, with the certificate's `certificate-by-date` index record; `pem-inline` writes
+the PEM inside the certificate's record instead, and no index record: the layout before, which a
+registry of that time needs (and a newer one rewrites at its first start).
 """
 import json
 import sqlite3
@@ -55,6 +56,8 @@ for i in range(count):
         certificate["pem"] = pem
     else:
         batch.append(("certificate-pem", cert, dumps({"pem": pem})))
+        # The creation-order index that ListCertificates pages through (since 2026-12-04, later).
+        batch.append(("certificate-by-date", "%020.6f" % now + cert, b"{}"))
     batch.append(("certificate", cert, dumps(certificate)))
     batch.append(("thing-principals", name, dumps([cert])))
     batch.append(("policy-target", f"seed-device/cert/{cert}", b"{}"))

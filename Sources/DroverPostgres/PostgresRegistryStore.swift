@@ -152,6 +152,16 @@ public final class PostgresRegistryStore: RegistryStore {
         }
     }
 
+    public func keys(kind: String, prefix: String, before: String?, limit: Int) throws -> [String] {
+        let upper = before ?? prefix + "\u{10FFFF}"
+        return try pool.withConnection { session in
+            try session.query("""
+                SELECT key FROM drover_record WHERE kind = \(kind) AND key >= \(prefix.storable) AND key < \(upper.storable)
+                ORDER BY key DESC LIMIT \(max(0, limit))
+                """, doing: "listing registry keys").map { try $0.column(0, String.self) }
+        }
+    }
+
     public func record(kind: String, key: String) throws -> [UInt8]? {
         try pool.withConnection { session in
             try session.query("SELECT value FROM drover_record WHERE kind = \(kind) AND key = \(key.storable)",

@@ -77,14 +77,16 @@ extension Registry {
         return record
     }
 
+    /// By creation date, as AWS lists them (the id breaks ties, so pages are stable), from the
+    /// stored creation-order index: a page costs what it holds, whatever the registry holds.
     public func listCertificates(caCertificateId: String?, pageSize: Int?, marker: String?, ascending: Bool) throws -> Page<CertificateRecord> {
-        var items = Array(snapshot.certificates.values)
-        if let caCertificateId { items = items.filter { $0.caCertificateId == caCertificateId } }
-        // AWS lists by creation date; the id breaks ties so that pages are stable.
-        let key: (CertificateRecord) -> String = { String(format: "%020.6f", $0.createdAt) + $0.id }
-        if ascending { return try Self.page(items, key: key, maxResults: pageSize, nextToken: marker) }
-        let descending = try Self.page(items.map { Reversed($0, key($0)) }, key: \.inverted, maxResults: pageSize, nextToken: marker)
-        return Page(items: descending.items.map(\.value), nextToken: descending.nextToken)
+        if let caCertificateId { try Self.checkCertificateId(caCertificateId) }
+        let state = snapshot
+        let (kind, prefix) = caCertificateId.map { (Kind.certificateByCA, $0 + "/") } ?? (Kind.certificateByDate, "")
+        return try pageOfStoredKeys(kind, prefix: prefix, maxResults: pageSize, nextToken: marker, descending: !ascending) { key in
+            // The time is 20 characters; a certificate deleted meanwhile (by another node) is skipped.
+            key.utf8.count > 20 ? state.certificates[String(key.dropFirst(20))] : nil
+        }
     }
 
     /// ACTIVE, INACTIVE and REVOKED; a revoked certificate stays revoked.

@@ -53,16 +53,20 @@ extension Registry {
     /// Pages through the stored records of `kind` whose keys start with `prefix`, in key order,
     /// with what `pick` makes of each key (nil skips it). The store reads the keys from its
     /// index a batch at a time, so a page costs what it holds and what `pick` skips, not what
-    /// the registry holds. The token is the last key of the page, without the prefix.
+    /// the registry holds. The token is the last key of the page, without the prefix. With
+    /// `descending`, the keys are taken from the last down.
     func pageOfStoredKeys<Item: Sendable>(
-        _ kind: String, prefix: String = "", maxResults: Int?, nextToken: String?, pick: (String) -> Item?
+        _ kind: String, prefix: String = "", maxResults: Int?, nextToken: String?, descending: Bool = false,
+        pick: (String) -> Item?
     ) throws -> Page<Item> {
         let limit = maxResults ?? 100
         guard (1...250).contains(limit) else { throw RegistryError.invalid("maxResults must be between 1 and 250") }
         var after = try Self.pageToken(nextToken).map { prefix + $0 }
         var items: [(key: String, item: Item)] = []
         scan: while items.count <= limit {
-            let keys = try store.keys(kind: kind, prefix: prefix, after: after, limit: 256)
+            let keys = descending
+                ? try store.keys(kind: kind, prefix: prefix, before: after, limit: 256)
+                : try store.keys(kind: kind, prefix: prefix, after: after, limit: 256)
             for key in keys {
                 if let item = pick(String(key.dropFirst(prefix.count))) { items.append((key, item)) }
                 if items.count > limit { break scan }

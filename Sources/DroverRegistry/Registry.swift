@@ -192,6 +192,7 @@ public final class Registry: @unchecked Sendable {
                 var copy = caughtUp
                 var changes: [RegistryRecordChange] = []
                 let (result, audits) = try body(&copy, &changes)
+                changes += Self.certificateOrderRecords(changes, before: caughtUp, after: copy)
                 outcome = (result, copy, changes)
                 return (changes, audits)
             }
@@ -362,6 +363,44 @@ public final class Registry: @unchecked Sendable {
         /// Key: the resource ("thing/NAME"); value: its tags.
         public static let tags = "tags"
         public static let roleAlias = "role-alias"
+        /// Key: the certificate's creation time (`orderKey`) and its id; value: `{}`. Derived
+        /// from the certificate records, in the same transaction: ListCertificates pages through
+        /// this index in creation order, so a page costs what it holds, not the whole registry.
+        public static let certificateByDate = "certificate-by-date"
+        /// Key: "CA_ID/" and the same; ListCertificatesByCA's index.
+        public static let certificateByCA = "certificate-by-ca"
+    }
+
+    /// A certificate's place in creation order: the time, fixed width (so that byte order is
+    /// time order), then the id, which breaks ties. It is also the pages' token.
+    static func orderKey(_ certificate: CertificateRecord) -> String {
+        String(format: "%020.6f", certificate.createdAt) + certificate.id
+    }
+
+    /// The index records of one certificate (present, or their removal).
+    static func orderRecords(_ certificate: CertificateRecord, present: Bool) -> [RegistryRecordChange] {
+        let key = orderKey(certificate)
+        let value: [UInt8]? = present ? Array("{}".utf8) : nil
+        var records = [RegistryRecordChange(kind: Kind.certificateByDate, key: key, value: value)]
+        if let ca = certificate.caCertificateId {
+            records.append(RegistryRecordChange(kind: Kind.certificateByCA, key: ca + "/" + key, value: value))
+        }
+        return records
+    }
+
+    /// The index records that follow the certificate records among `changes` (a certificate
+    /// added, removed, or given another creation time or CA), from the states around them.
+    static func certificateOrderRecords(_ changes: [RegistryRecordChange], before: RegistryState,
+                                        after: RegistryState) -> [RegistryRecordChange] {
+        var records: [RegistryRecordChange] = []
+        var seen = Set<String>()
+        for change in changes where change.kind == Kind.certificate && seen.insert(change.key).inserted {
+            let old = before.certificates[change.key], new = after.certificates[change.key]
+            if let old, let new, old.createdAt == new.createdAt, old.caCertificateId == new.caCertificateId { continue }
+            if let old { records += orderRecords(old, present: false) }
+            if let new { records += orderRecords(new, present: true) }
+        }
+        return records
     }
 
     static func record(_ kind: String, _ key: String, _ value: some Encodable) -> RegistryRecordChange {
@@ -420,8 +459,11 @@ public final class Registry: @unchecked Sendable {
         let decoder = JSONDecoder()
         var state = RegistryState()
         var upgrade: [RegistryRecordChange] = []
+        var ordered = (byDate: 0, byCA: 0)
         try each { kind, key, bytes in
             switch kind {
+            case Kind.certificateByDate: ordered.byDate += 1
+            case Kind.certificateByCA: ordered.byCA += 1
             case Kind.legacyGroupMembers:
                 for thing in try decoder.decode(Set<String>.self, from: Data(bytes)).sorted() {
                     state.add(thing: thing, toGroup: key)
@@ -446,6 +488,12 @@ public final class Registry: @unchecked Sendable {
             default:
                 try state.apply(RegistryRecordChange(kind: kind, key: key, value: bytes), decoder: decoder)
             }
+        }
+        // A data directory from before the creation-order index (or one missing some of it):
+        // the index is written for every certificate (the same records where they are there).
+        let withCA = state.certificates.values.reduce(0) { $0 + ($1.caCertificateId == nil ? 0 : 1) }
+        if ordered.byDate < state.certificates.count || ordered.byCA < withCA {
+            for certificate in state.certificates.values { upgrade += orderRecords(certificate, present: true) }
         }
         return (state, upgrade)
     }

@@ -29,6 +29,7 @@ extension RegistryState {
         case Registry.Kind.certificate:
             if let record = try value(CertificateRecord.self) { put(record) } else { certificates[key] = nil }
         case Registry.Kind.certificatePEM: break // read from the store when asked for
+        case Registry.Kind.certificateByDate, Registry.Kind.certificateByCA: break // indexes read from the store when listing
         case Registry.Kind.caCertificate: caCertificates[key] = try value(CACertificateRecord.self)
         case Registry.Kind.policy:
             let policy = try value(PolicyRecord.self)

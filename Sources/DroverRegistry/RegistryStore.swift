@@ -43,6 +43,9 @@ public protocol RegistryStore: Sendable {
     /// Up to `limit` keys of `kind` that start with `prefix` and sort after `after` (all from
     /// the first when nil), in byte order, from an index: the cost is the keys returned.
     func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String]
+    /// The same, backwards: up to `limit` keys of `kind` that start with `prefix` and sort
+    /// before `before` (all from the last when nil), in descending byte order.
+    func keys(kind: String, prefix: String, before: String?, limit: Int) throws -> [String]
     /// One record's value, nil if there is none; a point read on the (kind, key) index.
     func record(kind: String, key: String) throws -> [UInt8]?
     func appendAudit(_ entry: AuditEntry) throws
@@ -106,6 +109,12 @@ public final class InMemoryRegistryStore: RegistryStore {
         let from = after ?? ""
         return Array(all.filter { $0.hasPrefix(prefix) && Array($0.utf8).lexicographicallyPrecedes(Array(from.utf8)) == false && $0 != from }
             .sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }.prefix(limit))
+    }
+
+    public func keys(kind: String, prefix: String, before: String?, limit: Int) throws -> [String] {
+        let all = state.withLockedValue { Array(($0.records[kind] ?? [:]).keys) }
+        return Array(all.filter { key in key.hasPrefix(prefix) && (before.map { Array(key.utf8).lexicographicallyPrecedes(Array($0.utf8)) } ?? true) }
+            .sorted { Array($1.utf8).lexicographicallyPrecedes(Array($0.utf8)) }.prefix(limit))
     }
 
     public func queryAudit(_ query: AuditQuery) throws -> [AuditEntry] {

@@ -113,6 +113,15 @@ public final class SQLiteRegistryStore: RegistryStore {
         }
     }
 
+    public func keys(kind: String, prefix: String, before: String?, limit: Int) throws -> [String] {
+        let upper = before ?? prefix + "\u{10FFFF}"
+        return try database.read { db in
+            try String.fetchAll(db, sql: """
+                SELECT key FROM record WHERE kind = ? AND key >= ? AND key < ? ORDER BY key DESC LIMIT ?
+                """, arguments: [kind, prefix, upper, limit])
+        }
+    }
+
     public func record(kind: String, key: String) throws -> [UInt8]? {
         try database.read { db in
             try Data.fetchOne(db, sql: "SELECT value FROM record WHERE kind = ? AND key = ?", arguments: [kind, key]).map(Array.init)

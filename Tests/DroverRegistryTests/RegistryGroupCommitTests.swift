@@ -36,6 +36,9 @@ struct RegistryGroupCommitTests {
         func keys(kind: String, prefix: String, after: String?, limit: Int) throws -> [String] {
             try inner.keys(kind: kind, prefix: prefix, after: after, limit: limit)
         }
+        func keys(kind: String, prefix: String, before: String?, limit: Int) throws -> [String] {
+            try inner.keys(kind: kind, prefix: prefix, before: before, limit: limit)
+        }
         func record(kind: String, key: String) throws -> [UInt8]? { try inner.record(kind: kind, key: key) }
         func appendAudit(_ entry: AuditEntry) throws { try inner.appendAudit(entry) }
         func queryAudit(_ query: AuditQuery) throws -> [AuditEntry] { try inner.queryAudit(query) }

@@ -142,4 +142,67 @@ struct RegistryIndexTests {
         #expect(rest.items.map(\.name) == ["d0607"] && rest.nextToken == nil)
         #expect(throws: RegistryError.self) { try registry.listThings(.init(), maxResults: 10, nextToken: "not base64!") }
     }
+
+    /// Every certificate, in the order ListCertificates gives, read a page of `size` at a time.
+    func listAll(_ registry: Registry, ca: String? = nil, ascending: Bool, size: Int) throws -> [String] {
+        var ids: [String] = []
+        var token: String?
+        repeat {
+            let page = try registry.listCertificates(caCertificateId: ca, pageSize: size, marker: token, ascending: ascending)
+            #expect(page.items.count <= size)
+            ids += page.items.map(\.id)
+            token = page.nextToken
+        } while token != nil
+        return ids
+    }
+
+    @Test("ListCertificates pages by creation date (id on ties) from the store's index, both ways, by CA; deletes leave it; an older directory gets the index at its first start")
+    func certificatesInCreationOrder() async throws {
+        let store = InMemoryRegistryStore()
+        let registry = try Registry(store: store)
+        let caFacts = CertificateFacts(id: String(repeating: "c", count: 64), pem: "pem", subject: "CN=ca", commonName: "ca",
+                                       notBefore: 0, notAfter: 4_000_000_000, isCA: true)
+        let ca = try await registry.registerCACertificate(caller, facts: caFacts, active: true, autoRegistration: false)
+        // Ids in an order unlike their creation's, some under the CA.
+        for n in [7, 3, 11, 1, 9, 5, 0, 2, 8, 4, 10, 6] {
+            _ = try await registry.registerCertificate(caller, n % 3 == 0 ? "RegisterCertificate" : "RegisterCertificateWithoutCA",
+                                                       facts: facts(n), status: .inactive, caCertificateId: n % 3 == 0 ? ca.id : nil)
+        }
+        for n in [11, 0] { try await registry.deleteCertificate(caller, id: certificateId(n), force: false) }
+        func expected(_ state: RegistryState, ca: String? = nil) -> [String] {
+            state.certificates.values.filter { ca == nil || $0.caCertificateId == ca }
+                .sorted { Registry.orderKey($0) < Registry.orderKey($1) }.map(\.id)
+        }
+        let all = expected(registry.snapshot)
+        #expect(all.count == 10 && Set(all) == Set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(certificateId)))
+        #expect(all.first == certificateId(7) && all.last == certificateId(6))
+        let byCA = expected(registry.snapshot, ca: ca.id)
+        #expect(byCA == [3, 9, 6].map(certificateId))
+        for size in [1, 3, 10, 250] {
+            #expect(try listAll(registry, ascending: true, size: size) == all)
+            #expect(try listAll(registry, ascending: false, size: size) == all.reversed())
+            #expect(try listAll(registry, ca: ca.id, ascending: true, size: size) == byCA)
+            #expect(try listAll(registry, ca: ca.id, ascending: false, size: size) == byCA.reversed())
+        }
+        // The index holds what the certificates are, no more: the deleted ones left it.
+        let records = try store.loadAll()
+        #expect(records[Registry.Kind.certificateByDate]?.count == 10)
+        #expect(records[Registry.Kind.certificateByCA]?.count == 3)
+        #expect(try listAll(registry, ca: String(repeating: "d", count: 64), ascending: true, size: 5) == [])
+        #expect(throws: RegistryError.self) { try registry.listCertificates(caCertificateId: "c/", pageSize: 5, marker: nil, ascending: true) }
+        #expect(throws: RegistryError.self) { try registry.listCertificates(caCertificateId: nil, pageSize: 0, marker: nil, ascending: true) }
+
+        // A data directory from before the index: its first start writes it.
+        let older = InMemoryRegistryStore()
+        var changes: [RegistryRecordChange] = []
+        for (kind, byKey) in records where kind != Registry.Kind.certificateByDate && kind != Registry.Kind.certificateByCA {
+            for (key, value) in byKey { changes.append(.init(kind: kind, key: key, value: value)) }
+        }
+        try older.apply(changes, audit: nil)
+        let upgraded = try Registry(store: older)
+        #expect(try listAll(upgraded, ascending: false, size: 4) == all.reversed())
+        #expect(try listAll(upgraded, ca: ca.id, ascending: true, size: 2) == byCA)
+        #expect(try older.loadAll()[Registry.Kind.certificateByDate] == records[Registry.Kind.certificateByDate])
+        #expect(try older.loadAll()[Registry.Kind.certificateByCA] == records[Registry.Kind.certificateByCA])
+    }
 }

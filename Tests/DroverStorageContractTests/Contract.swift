@@ -342,6 +342,13 @@ struct StorageContractTests {
         #expect(try store.registry.keys(kind: "group-member", prefix: "", after: "g/c", limit: 10) == ["g0", "h/a"])
         #expect(try store.registry.keys(kind: "group-member", prefix: "", after: nil, limit: 2) == ["G/a", "f/z"])
         #expect(try store.registry.keys(kind: "thing", prefix: "", after: nil, limit: 10) == [])
+        // Backwards: before a cursor, within a prefix, in descending byte order.
+        #expect(try store.registry.keys(kind: "group-member", prefix: "g/", before: nil, limit: 10) == ["g/c", "g/b", "g/a"])
+        #expect(try store.registry.keys(kind: "group-member", prefix: "g/", before: "g/c", limit: 1) == ["g/b"])
+        #expect(try store.registry.keys(kind: "group-member", prefix: "", before: "g/a", limit: 10) == ["f/z", "G/a"])
+        #expect(try store.registry.keys(kind: "group-member", prefix: "", before: nil, limit: 2) == ["h/a", "g0"])
+        #expect(try store.registry.keys(kind: "group-member", prefix: "g/", before: "g/a", limit: 10) == [])
+        #expect(try store.registry.keys(kind: "thing", prefix: "", before: nil, limit: 10) == [])
     }
 
     @Test("one record is read by its kind and key; a missing or removed one reads as nil", arguments: Backend.available)

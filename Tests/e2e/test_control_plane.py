@@ -467,6 +467,41 @@ def test_default_key_algorithm_is_configurable(drover_factory):
     assert "ASN1 OID: prime256v1" in _key_text(keys["keyPair"]["PrivateKey"])
 
 
+def test_list_certificates_pages_in_creation_order(drover_factory):
+    """ListCertificates and ListCertificatesByCA, as AWS orders them: by creation date, newest first
+    unless ascendingOrder, every page through botocore's paginator, the same after a restart."""
+    srv = drover_factory(DROVER_CA_DEFAULT_KEY_ALGORITHM="EC_prime256v1")
+    iot = aws.iot(srv)
+    made = [iot.create_keys_and_certificate(setAsActive=i % 2 == 0)["certificateId"] for i in range(7)]
+    ca = iot.describe_certificate(certificateId=made[0])["certificateDescription"]["caCertificateId"]
+    # Ids are hashes: their order is not the creation order.
+    assert sorted(made) != made
+
+    def listed(operation: str, **kwargs) -> list[str]:
+        pages = iot.get_paginator(operation).paginate(PaginationConfig={"PageSize": 2}, **kwargs)
+        return [c["certificateId"] for page in pages for c in page["certificates"]]
+
+    def check() -> None:
+        assert listed("list_certificates", ascendingOrder=True) == made
+        assert listed("list_certificates") == made[::-1]
+        assert listed("list_certificates_by_ca", caCertificateId=ca, ascendingOrder=True) == made
+        assert listed("list_certificates_by_ca", caCertificateId=ca, ascendingOrder=False) == made[::-1]
+
+    check()
+    # A deleted certificate leaves the listing.
+    iot.update_certificate(certificateId=made[3], newStatus="INACTIVE")
+    iot.delete_certificate(certificateId=made[3])
+    del made[3]
+    check()
+    srv.stop()
+    srv.start()
+    iot = aws.iot(srv)
+    check()
+    # (A malformed CA id or page size is refused by botocore before it is sent; the registry's
+    # own refusals are unit-tested.)
+    assert iot.list_certificates_by_ca(caCertificateId="d" * 64)["certificates"] == []
+
+
 def test_bad_default_key_algorithm_stops_the_start(tmp_path):
     import subprocess
     import conftest as e2e
