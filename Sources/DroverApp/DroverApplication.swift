@@ -96,7 +96,7 @@ public struct DroverApplication: Sendable {
         let started = ContinuousClock.now
         let broker = try Broker(
             configuration: configuration.limits, authenticator: access, authorizer: access, store: store, metrics: metrics,
-            timerLoop: eventLoopGroup.next(), logger: logger)
+            timerLoop: eventLoopGroup.next(), indexedAttributes: [RegistryAccessControl.thingAttribute], logger: logger)
         logger.notice("broker state loaded", metadata: [
             "storage": "\(configuration.storageBackend)", "sessions": "\(broker.sessionCount)",
             "retained": "\(broker.retainedCount)", "seconds": "\((ContinuousClock.now - started).formatted(.units(allowed: [.seconds], fractionalPart: .show(length: 3))))",
@@ -140,12 +140,21 @@ public struct DroverApplication: Sendable {
             let revoked = RegistryAccessControl.revocations(in: update)
             guard !revoked.isEmpty else { return }
             let affectedCertificates = revoked.principals, affectedCAs = revoked.cas, affectedThings = revoked.things
-            broker.disconnectClients(.notAuthorized, reason: "the client's certificate or thing is no longer authorized") { identity in
+            let reason = "the client's certificate or thing is no longer authorized"
+            let check: @Sendable (ClientIdentity) -> Bool = { identity in
                 guard let id = identity.principal else { return false }
                 let affected = affectedCertificates.contains(id)
                     || identity.attributes[RegistryAccessControl.thingAttribute].map(affectedThings.contains) == true
                     || state.certificates[id]?.caCertificateId.map(affectedCAs.contains) == true
                 return affected && RegistryAccessControl.isRevoked(identity, in: state)
+            }
+            if affectedCAs.isEmpty {
+                // Only the connections of those certificates, keys and things are visited.
+                broker.disconnectClients(.notAuthorized, reason: reason, principals: affectedCertificates,
+                                         attributes: [RegistryAccessControl.thingAttribute: affectedThings], where: check)
+            } else {
+                // A CA taken away reaches every certificate it signed: every connection is checked.
+                broker.disconnectClients(.notAuthorized, reason: reason, where: check)
             }
         }
         // Other processes on the same database: their registry changes are taken in (and heard

@@ -12,6 +12,13 @@ private struct PrincipalByUserName: MQTTAuthenticator {
     }
 }
 
+/// The user name is the principal, and the client id the thing (an identity attribute).
+private struct PrincipalAndThing: MQTTAuthenticator {
+    func authenticate(_ request: AuthenticationRequest, on eventLoop: any EventLoop) -> EventLoopFuture<AuthenticationResult> {
+        eventLoop.makeSucceededFuture(.allow(principal: request.username, attributes: ["thing": request.clientId]))
+    }
+}
+
 /// Denies what `denied` says, for one principal or all.
 private final class DenyList: MQTTAuthorizer, @unchecked Sendable {
     // `@unchecked Sendable`: `rules` is guarded by its lock.
@@ -112,6 +119,43 @@ struct EdgeHardeningTests {
         try device.publish("req/1", "hello", qos: .atLeastOnce, id: 7)
         loop.run()
         #expect(received.withLockedValue { $0 } == ["req/1"])
+    }
+
+    @Test("revocation by principal or indexed attribute visits only those connections; a closed one is unfiled; an unindexed attribute visits all")
+    func revocationIndex() throws {
+        let loop = EmbeddedEventLoop()
+        let broker = try Broker(authenticator: PrincipalAndThing(), timerLoop: loop, indexedAttributes: ["thing"])
+        var clients: [String: TestClient] = [:]
+        for name in ["a", "b", "c", "d"] {
+            let client = try TestClient(broker: broker, loop: loop)
+            #expect(try client.connect("dev-\(name)", as: "cert-\(name)")?.reasonCode == .success)
+            clients[name] = client
+        }
+        #expect(broker.filedConnections("principal:cert-a") == 1 && broker.filedConnections("thing=dev-b") == 1)
+        let visited = NIOLockedValueBox<[String]>([])
+        broker.disconnectClients(.notAuthorized, reason: "revoked", principals: ["cert-a", "cert-none"],
+                                 attributes: ["thing": ["dev-b"]]) { identity in
+            visited.withLockedValue { $0.append(identity.clientId) }
+            return identity.clientId != "dev-b"
+        }
+        loop.run()
+        #expect(visited.withLockedValue { $0 }.sorted() == ["dev-a", "dev-b"])
+        #expect(clients["a"]?.isOpen == false && clients["b"]?.isOpen == true && clients["c"]?.isOpen == true)
+        #expect(broker.filedConnections("principal:cert-a") == 0 && broker.filedConnections("thing=dev-a") == 0)
+        #expect(broker.filedConnections("principal:cert-b") == 1)
+        // An attribute that is not indexed cannot be looked up: every connection is visited.
+        visited.withLockedValue { $0 = [] }
+        broker.disconnectClients(.notAuthorized, reason: "revoked", principals: [], attributes: ["model": ["x"]]) { identity in
+            visited.withLockedValue { $0.append(identity.clientId) }
+            return false
+        }
+        loop.run()
+        #expect(visited.withLockedValue { $0 }.sorted() == ["dev-b", "dev-c", "dev-d"])
+        // A client that leaves is unfiled too.
+        try clients["d"]?.send(.disconnect(DisconnectPacket()))
+        loop.run()
+        #expect(broker.filedConnections("principal:cert-d") == 0 && broker.filedConnections("thing=dev-d") == 0)
+        #expect(broker.connectionCount == 2)
     }
 
     @Test("a session belongs to its principal: another one naming the client id starts afresh")

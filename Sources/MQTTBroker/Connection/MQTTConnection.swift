@@ -369,6 +369,7 @@ public final class MQTTConnection: @unchecked Sendable {
             return refuse(.notAuthorized, "not authorized to publish the will to \(will.topic.clipped(toBytes: 64))")
         }
         self.identity = identity
+        broker.identified(self, as: identity)
         let (session, present) = broker.openSession(
             clientId: clientId, cleanStart: cleanStart, expiryInterval: expiry, identity: identity,
             protocolVersion: version, connection: self)

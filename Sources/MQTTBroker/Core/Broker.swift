@@ -57,7 +57,16 @@ public final class Broker: @unchecked Sendable {
         /// How many of `connections` are in-process clients.
         var internalConnections = 0
         var shuttingDown = false
+        /// Connections by what revocations find them by (`identityKeys(of:)`): their principal,
+        /// and their values of the `indexedAttributes`.
+        var identified: [String: Set<ObjectIdentifier>] = [:]
+        /// Each filed connection's keys in `identified`, to take it out when it goes.
+        var identityKeys: [ObjectIdentifier: [String]] = [:]
     }
+
+    /// The identity attributes that connections are filed by, besides the principal, so that
+    /// ``disconnectClients(_:reason:principals:attributes:where:)`` visits only theirs.
+    public let indexedAttributes: Set<String>
 
     private let stateLock = NIOLock()
     private var state = State()
@@ -79,9 +88,11 @@ public final class Broker: @unchecked Sendable {
         store: any BrokerStore = InMemoryBrokerStore(),
         metrics: BrokerMetrics = .noop(),
         timerLoop: any EventLoop,
+        indexedAttributes: Set<String> = [],
         logger: Logger = Logger(label: "drover.broker")
     ) throws {
         self.configuration = configuration
+        self.indexedAttributes = indexedAttributes
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.store = store
@@ -175,8 +186,39 @@ public final class Broker: @unchecked Sendable {
         }
     }
 
+    /// The keys a connection of `identity` is filed under: "principal:" and its principal, and
+    /// "NAME=VALUE" for each indexed attribute it has.
+    func identityKeys(of identity: ClientIdentity) -> [String] {
+        var keys = identity.principal.map { ["principal:" + $0] } ?? []
+        for name in indexedAttributes { if let value = identity.attributes[name] { keys.append(name + "=" + value) } }
+        return keys
+    }
+
+    /// Files an admitted connection under its identity, once it is authenticated.
+    func identified(_ connection: MQTTConnection, as identity: ClientIdentity) {
+        let keys = identityKeys(of: identity)
+        let id = ObjectIdentifier(connection)
+        stateLock.withLock {
+            guard state.connections[id] != nil else { return } // gone meanwhile
+            unfile(id)
+            guard !keys.isEmpty else { return }
+            for key in keys { state.identified[key, default: []].insert(id) }
+            state.identityKeys[id] = keys
+        }
+    }
+
+    /// Under `stateLock`.
+    private func unfile(_ id: ObjectIdentifier) {
+        guard let keys = state.identityKeys.removeValue(forKey: id) else { return }
+        for key in keys {
+            state.identified[key]?.remove(id)
+            if state.identified[key]?.isEmpty == true { state.identified[key] = nil }
+        }
+    }
+
     func release(_ connection: MQTTConnection) {
         stateLock.withLock {
+            unfile(ObjectIdentifier(connection))
             if state.connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
                 metrics.connections[connection.listener.name]?.decrement()
                 if connection.listener == InProcessClient.listener { state.internalConnections -= 1 }
@@ -732,7 +774,37 @@ public final class Broker: @unchecked Sendable {
     public func disconnectClients(
         _ code: ReasonCode, reason: String, where matches: @escaping @Sendable (ClientIdentity) -> Bool
     ) {
-        let connections = stateLock.withLock { Array(state.connections.values) }
+        disconnect(stateLock.withLock { Array(state.connections.values) }, code, reason: reason, where: matches)
+    }
+
+    /// The same, visiting only the connections of `principals`, or whose attribute NAME has one
+    /// of `attributes[NAME]`: the cost is theirs, not every connection's. An attribute that is
+    /// not among `indexedAttributes` cannot be looked up, so then every connection is visited.
+    public func disconnectClients(
+        _ code: ReasonCode, reason: String, principals: Set<String>, attributes: [String: Set<String>] = [:],
+        where matches: @escaping @Sendable (ClientIdentity) -> Bool
+    ) {
+        guard attributes.keys.allSatisfy(indexedAttributes.contains) else {
+            return disconnectClients(code, reason: reason, where: matches)
+        }
+        let connections: [MQTTConnection] = stateLock.withLock {
+            var ids = Set<ObjectIdentifier>()
+            for principal in principals { ids.formUnion(state.identified["principal:" + principal] ?? []) }
+            for (name, values) in attributes {
+                for value in values { ids.formUnion(state.identified[name + "=" + value] ?? []) }
+            }
+            return ids.compactMap { state.connections[$0] }
+        }
+        disconnect(connections, code, reason: reason, where: matches)
+    }
+
+    /// The number of connections filed under a principal or an attribute's value, for the tests.
+    func filedConnections(_ key: String) -> Int { stateLock.withLock { state.identified[key]?.count ?? 0 } }
+
+    private func disconnect(
+        _ connections: [MQTTConnection], _ code: ReasonCode, reason: String,
+        where matches: @escaping @Sendable (ClientIdentity) -> Bool
+    ) {
         for connection in connections {
             connection.eventLoop.execute {
                 guard let identity = connection.currentIdentity, matches(identity) else { return }
