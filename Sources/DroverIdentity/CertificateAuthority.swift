@@ -153,14 +153,16 @@ public struct CertificateAuthority: Sendable {
 }
 
 extension Certificate.SerialNumber {
-    /// A random serial number of 159 bits.
+    /// A random serial number of 158 bits, always 20 octets in DER.
     ///
     /// `SerialNumber()` draws 20 random bytes; when the first one has its top bit set, DER needs a leading zero
     /// and the encoding grows to 21 octets, past RFC 5280's limit of 20 that some device TLS stacks enforce.
-    /// Clearing that bit keeps every serial within 20 octets and still far above the CA/Browser Forum's 64 bits.
+    /// Clearing that bit keeps every serial within 20 octets; setting the next one keeps the first byte from
+    /// being zero (which would be dropped, and the next byte's top bit would then need the leading zero).
+    /// Still far above the CA/Browser Forum's 64 bits.
     static func randomForIssuance() -> Certificate.SerialNumber {
         var bytes = secureRandomBytes(20)
-        bytes[0] &= 0x7F
+        bytes[0] = bytes[0] & 0x7F | 0x40
         return Certificate.SerialNumber(bytes: bytes)
     }
 }

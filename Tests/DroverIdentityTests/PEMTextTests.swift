@@ -48,8 +48,8 @@ struct PEMTextTests {
         #expect(seen.count >= 150 + 1)
         for _ in 0..<200 {
             let serial = Certificate.SerialNumber.randomForIssuance()
-            #expect(serial.bytes.count <= 20)
-            #expect((serial.bytes.first ?? 0) & 0x80 == 0)
+            #expect(serial.bytes.count == 20)
+            #expect((serial.bytes.first ?? 0) & 0xC0 == 0x40)
         }
     }
 }
