@@ -7,11 +7,13 @@
 #   - CreateThing: `drover-load api`, SCALE_CREATES calls, 16 in flight, durability fsync;
 #   - the authorization decision: a real device (its own certificate, thing and a policy with
 #     variables) connects over mutual TLS and subscribes, SCALE_CONNECTS times; the median
-#     connect + SUBACK time, which includes a full policy evaluation (no cached decision).
+#     connect + SUBACK time, which includes a full policy evaluation (no cached decision);
+#   - listings: SCALE_LIST_PAGES pages of ListCertificates and of ListThings (250 a page, the
+#     later ones from a marker), bench/list_probe.py: the median and the slowest page.
 #
 # Environment: SCALE_SIZES (default "0 100000 1000000"), SCALE_CREATES (4000), SCALE_CONNECTS
-# (100), BENCH_SKIP_BUILD=1 to use the binaries already built, SCALE_BIN (a directory holding
-# drover and drover-load; default .build/release), SCALE_SEED_LAYOUT=pem-inline to seed the
+# (100), SCALE_LIST_PAGES (10), BENCH_SKIP_BUILD=1 to use the binaries already built, SCALE_BIN
+# (a directory holding drover and drover-load; default .build/release), SCALE_SEED_LAYOUT=pem-inline to seed the
 # records as a registry from before 2026-12-04 reads them (see bench/seed_registry.py).
 set -euo pipefail
 export DROVER_CREDENTIALS_PORT=0
@@ -19,6 +21,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SIZES=${SCALE_SIZES:-"0 100000 1000000"}
 CREATES=${SCALE_CREATES:-4000}
 CONNECTS=${SCALE_CONNECTS:-100}
+LIST_PAGES=${SCALE_LIST_PAGES:-10}
 BIN=${SCALE_BIN:-.build/release}
 HTTP=18890 MQTTS=18891
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
@@ -57,6 +60,7 @@ for size in $SIZES; do
     create=$("$BIN/drover-load" api --endpoint "http://127.0.0.1:$HTTP" --credentials "$WORK/data/admin-credentials" \
         --operation create-thing --count "$CREATES" --concurrency 16 2>&1 | grep '^RESULT' | sed 's/^RESULT //')
     connect=$(.venv/bin/python bench/auth_probe.py "$WORK/data" "$HTTP" "$MQTTS" "$CONNECTS")
-    echo "RESULT things=$size startup_s=$startup rss_kb=$rss bytes_per_thing=$per_thing create_thing=$create connect=$connect"
+    list=$(.venv/bin/python bench/list_probe.py "$WORK/data" "$HTTP" "$LIST_PAGES")
+    echo "RESULT things=$size startup_s=$startup rss_kb=$rss bytes_per_thing=$per_thing create_thing=$create connect=$connect $list"
     stop
 done

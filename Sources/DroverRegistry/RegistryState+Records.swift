@@ -41,7 +41,7 @@ extension RegistryState {
             }
         case Registry.Kind.thingPrincipals:
             let wanted = try value(Set<String>.self) ?? []
-            let current = thingPrincipals[key] ?? []
+            let current = (thingPrincipals[key] ?? []).asSet
             for id in current.subtracting(wanted) { detach(certificate: id, fromThing: key) }
             for id in wanted.subtracting(current) { attach(certificate: id, toThing: key) }
         case Registry.Kind.thingGroup:

@@ -60,17 +60,17 @@ public struct RegistryState: Sendable {
     }
 
     /// Thing name → ids of the certificates attached to it.
-    public private(set) var thingPrincipals: TreeDictionary<String, Set<String>> = [:]
+    public private(set) var thingPrincipals: TreeDictionary<String, LinkSet> = [:]
     /// Certificate id → the things it is attached to (the reverse of `thingPrincipals`).
-    public private(set) var certificateThings: TreeDictionary<String, Set<String>> = [:]
+    public private(set) var certificateThings: TreeDictionary<String, LinkSet> = [:]
     /// Group name → names of the things in it (directly).
     public private(set) var groupMembers: TreeDictionary<String, TreeSet<String>> = [:]
     /// Thing name → the groups it is in directly (the reverse of `groupMembers`).
-    public private(set) var directGroups: TreeDictionary<String, Set<String>> = [:]
+    public private(set) var directGroups: TreeDictionary<String, LinkSet> = [:]
     /// Policy name → targets: "cert/ID" for certificates, "thinggroup/NAME" for groups.
     public private(set) var policyTargets: TreeDictionary<String, TreeSet<String>> = [:]
     /// Target → the policies attached to it (the reverse of `policyTargets`).
-    public private(set) var targetPolicies: TreeDictionary<String, Set<String>> = [:]
+    public private(set) var targetPolicies: TreeDictionary<String, LinkSet> = [:]
     /// Thing type → the things of that type.
     public private(set) var typeMembers: TreeDictionary<String, TreeSet<String>> = [:]
     /// Group → its child groups.
@@ -125,6 +125,10 @@ public struct RegistryState: Sendable {
     /// Attaches a certificate to a thing; false if it was attached already.
     @discardableResult
     public mutating func attach(certificate id: String, toThing thing: String) -> Bool {
+        // The id and name as the certificate's and thing's records hold them: one string each,
+        // not one more copy per index.
+        let id = certificates.index(forKey: id).map { certificates[$0].key } ?? id
+        let thing = _things.index(forKey: thing).map { _things[$0].key } ?? thing
         guard thingPrincipals[thing, default: []].insert(id).inserted else { return false }
         certificateThings[id, default: []].insert(thing)
         return true
@@ -141,6 +145,7 @@ public struct RegistryState: Sendable {
     /// Puts a thing in a group directly; false if it was in it.
     @discardableResult
     public mutating func add(thing: String, toGroup group: String) -> Bool {
+        let thing = _things.index(forKey: thing).map { _things[$0].key } ?? thing
         guard groupMembers[group, default: []].insert(thing).inserted else { return false }
         directGroups[thing, default: []].insert(group)
         return true
@@ -165,6 +170,13 @@ public struct RegistryState: Sendable {
     public mutating func detach(policy name: String, from target: String) -> Bool {
         guard Self.remove(target, from: name, in: &policyTargets) else { return false }
         Self.remove(name, from: target, in: &targetPolicies)
+        return true
+    }
+
+    @discardableResult
+    private static func remove(_ element: String, from key: String, in index: inout TreeDictionary<String, LinkSet>) -> Bool {
+        guard index[key]?.remove(element) != nil else { return false }
+        if index[key]?.isEmpty == true { index[key] = nil }
         return true
     }
 

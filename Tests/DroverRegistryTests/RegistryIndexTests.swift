@@ -21,6 +21,28 @@ struct RegistryIndexTests {
                          notBefore: 0, notAfter: 4_000_000_000, isCA: false)
     }
 
+    @Test("a link set holds one name inline and several in a set, and behaves as a set through every change")
+    func linkSetAgainstSet() throws {
+        var generator = Generator(state: 7)
+        var links = LinkSet(), model = Set<String>()
+        for _ in 0..<5_000 {
+            let name = "n\(Int.random(in: 0..<4, using: &generator))"
+            if Bool.random(using: &generator) {
+                #expect(links.insert(name).inserted == model.insert(name).inserted)
+            } else {
+                #expect(links.remove(name) == model.remove(name))
+            }
+            #expect(links.count == model.count && links.isEmpty == model.isEmpty)
+            #expect(Set(links) == model && links.asSet == model)
+            #expect(links == LinkSet(model) && links.hashValue == LinkSet(model).hashValue)
+            #expect(links.isSubset(of: LinkSet(model.union(["x"]))) && (model.isEmpty || !links.isSubset(of: [])))
+            #expect(model.allSatisfy(links.contains) && !links.contains("x"))
+        }
+        let encoder = JSONEncoder()
+        #expect(String(decoding: try encoder.encode(LinkSet(["b", "c", "a"])), as: UTF8.self) == #"["a","b","c"]"#)
+        #expect(String(decoding: try encoder.encode(LinkSet()), as: UTF8.self) == "[]")
+    }
+
     /// A deterministic generator, so that a failure can be replayed.
     struct Generator: RandomNumberGenerator {
         var state: UInt64
