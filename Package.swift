@@ -89,6 +89,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Jobs and OTA: the job execution state machine, its timers and retries, and the
+        // rollout-rate and abort rules. Pure: no storage, no MQTT, no HTTP.
+        .target(
+            name: "DroverJobs",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "DroverJobsTests",
+            dependencies: ["DroverJobs"],
+            swiftSettings: swiftSettings
+        ),
         // Fleet configuration: versioned templates deployed into shadows of thing groups and thing
         // types, with status, rollback and reset. Reaches shadows through the shadow service.
         .target(
