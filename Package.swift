@@ -90,9 +90,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Jobs and OTA: the job execution state machine, its timers and retries, and the
-        // rollout-rate and abort rules. Pure: no storage, no MQTT, no HTTP.
+        // rollout-rate and abort rules, and the device documents (read and written with the
+        // shadow module's bounded JSON). Pure: no storage, no MQTT, no HTTP.
         .target(
             name: "DroverJobs",
+            dependencies: ["DroverShadow"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -52,6 +52,9 @@ public struct Job: Codable, Sendable, Hashable {
         guard !document.isEmpty, document.utf8.count <= Job.maxDocumentBytes else {
             throw JobsRejection(.invalidRequest, "document must be 1 to \(Job.maxDocumentBytes) bytes")
         }
+        guard JobsReply.jobDocument(document) != nil else {
+            throw JobsRejection(.invalidRequest, "document must be a JSON object")
+        }
         if let description, description.count > Job.maxDescriptionLength {
             throw JobsRejection(.invalidRequest, "description must be at most \(Job.maxDescriptionLength) characters")
         }

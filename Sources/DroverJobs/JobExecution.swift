@@ -64,11 +64,14 @@ public struct JobsRejection: Error, Sendable, Equatable {
     public var code: Code
     public var message: String
     public var executionState: JobExecution?
+    /// The request's `clientToken`, echoed in the reply.
+    public var clientToken: String?
 
-    public init(_ code: Code, _ message: String, executionState: JobExecution? = nil) {
+    public init(_ code: Code, _ message: String, executionState: JobExecution? = nil, clientToken: String? = nil) {
         self.code = code
         self.message = message
         self.executionState = executionState
+        self.clientToken = clientToken
     }
 }
 

@@ -24,7 +24,11 @@ struct JobTests {
         #expect(throws: JobsRejection.self) { try job(targets: (0...Job.maxTargets).map { "arn:aws:iot:us-east-1:123456789012:thing/t\($0)" }) }
         #expect(throws: JobsRejection.self) { try job(document: "") }
         #expect(throws: JobsRejection.self) { try job(document: String(repeating: "x", count: Job.maxDocumentBytes + 1)) }
-        #expect(try job(document: String(repeating: "x", count: Job.maxDocumentBytes)).document.utf8.count == Job.maxDocumentBytes)
+        let largest = #"{"a":""# + String(repeating: "x", count: Job.maxDocumentBytes - 8) + #""}"#
+        #expect(try job(document: largest).document.utf8.count == Job.maxDocumentBytes)
+        for bad in ["not json", "[1]", #""text""#, #"{"a":"#] {
+            #expect(throws: JobsRejection.self) { try job(document: bad) }
+        }
         #expect(throws: JobsRejection.self) { try job(timeout: 0) }
         #expect(throws: JobsRejection.self) { try job(timeout: 10_081) }
         let decoded = try JSONDecoder().decode(Job.self, from: JSONEncoder().encode(try job(timeout: 30)))
