@@ -236,7 +236,7 @@ let package = Package(
         .target(
             name: "DroverFuzzTargets",
             dependencies: [
-                "MQTTCodec", "MQTTBroker", "DroverShadow", "DroverPolicy", "DroverSigV4",
+                "MQTTCodec", "MQTTBroker", "DroverShadow", "DroverPolicy", "DroverSigV4", "DroverJobs",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],

@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default: 60 s, every target)
 #
 # Builds `drover-fuzz` with -sanitize=fuzzer,address in .build-fuzz, then runs each target
-# (codec, connection, shadow, policy, sigv4) for the given time on a copy of its seed corpus in
+# (codec, connection, shadow, policy, sigv4, jobs) for the given time on a copy of its seed corpus in
 # Fuzz/corpus/TARGET (new inputs that add coverage are kept in .build-fuzz/corpus/TARGET; copy
 # the interesting ones into Fuzz/corpus). A crash stops the run: its input is saved under
 # Fuzz/crashes/TARGET/, and it should become a named regression in Fuzz/regressions/TARGET/,
@@ -15,7 +15,7 @@ cd "$ROOT"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(codec connection shadow policy sigv4)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(codec connection shadow policy sigv4 jobs)
 
 scripts/install-build-deps.sh
 echo "== building drover-fuzz with libFuzzer and AddressSanitizer (.build-fuzz)"

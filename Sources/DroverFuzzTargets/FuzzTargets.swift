@@ -1,3 +1,4 @@
+import DroverJobs
 import DroverPolicy
 import DroverShadow
 import DroverSigV4
@@ -25,6 +26,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case policy
     /// SigV4 verification of a request built from the input (method, path, query, headers).
     case sigv4
+    /// A jobs request as a device sends it, applied to a queued and to a started execution,
+    /// and every reply written.
+    case jobs
 
     public func run(_ data: [UInt8]) {
         switch self {
@@ -33,6 +37,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .shadow: Self.shadow(data)
         case .policy: Self.policy(data)
         case .sigv4: Self.sigv4(data)
+        case .jobs: Self.jobs(data)
         }
     }
 
@@ -132,6 +137,39 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         _ = Shadow.get(document, shadowName: "fuzz", clientToken: nil, now: now)
         if case .success(let options) = ShadowRequestOptions.parse(data, limits: limits, now: now) {
             _ = Shadow.delete(document, shadowName: "fuzz", clientToken: options.clientToken, version: options.version, now: now)
+        }
+    }
+
+    // MARK: jobs
+
+    static func jobs(_ data: [UInt8]) {
+        let now: Int64 = 1_700_000_000
+        let queued = JobExecution(jobId: "fuzz", thingName: "thing", queuedAt: now - 60)
+        let request: JobsRequest
+        switch JobsRequest.parse(data) {
+        case .success(let parsed): request = parsed
+        case .failure(let refusal):
+            _ = JobsReply.rejected(refusal, now: now)
+            return
+        }
+        let started = try? queued.started(now: now - 30, statusDetails: request.statusDetails,
+                                          stepTimeoutInMinutes: request.stepTimeoutInMinutes, inProgressTimeoutMinutes: 60)
+        let update = JobExecutionUpdate(status: request.status ?? .inProgress, statusDetails: request.statusDetails,
+                                        expectedVersion: request.expectedVersion, executionNumber: request.executionNumber,
+                                        stepTimeoutInMinutes: request.stepTimeoutInMinutes)
+        for execution in [queued, started].compactMap({ $0 }) {
+            do {
+                let next = try execution.updated(by: update, now: now, inProgressTimeoutMinutes: 60)
+                guard next.versionNumber == execution.versionNumber + 1, next.lastUpdatedAt == now else {
+                    fatalError("an accepted job update did not move the version and time on by one step")
+                }
+                _ = JobsReply.updated(next, includeState: request.includeJobExecutionState ?? false, document: #"{"a":1}"#,
+                                      clientToken: request.clientToken, now: now)
+                _ = JobsReply.described(next, document: nil, clientToken: request.clientToken, now: now)
+                _ = next.timedOut(now: now + 7 * 86_400 + 60)
+            } catch {
+                _ = JobsReply.rejected(error, now: now)
+            }
         }
     }
 
